@@ -1,0 +1,1 @@
+"""edgerun.export: trained models to verified, self-describing ONNX (see the export issue)."""

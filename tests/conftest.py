@@ -1,0 +1,37 @@
+"""Shared fixtures: the real models and photos in ../shared (skipped with a reason when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGERUN_SHARED", ROOT.parent / "shared"))
+MODELS = SHARED / "models"
+IMAGES = SHARED / "images"
+VIDEO = SHARED / "video" / "vtest.avi"
+REFS = SHARED / "refs"
+
+SHARED_REASON = (f"real models/photos not found at {SHARED} (a fresh clone without ../shared); "
+                 "set EDGERUN_SHARED to run these tests")
+
+
+def shared_file(*parts: str) -> Path:
+    """Path to a file under ../shared, skipping the test with a clear reason if it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is absent: {SHARED_REASON}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def bus_bgr():
+    import cv2
+    return cv2.imread(str(shared_file("images", "bus.jpg")))
+
+
+@pytest.fixture(scope="session")
+def zidane_bgr():
+    import cv2
+    return cv2.imread(str(shared_file("images", "zidane.jpg")))

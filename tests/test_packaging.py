@@ -1,0 +1,62 @@
+"""The layout promise: one import root (edgerun.*) whose paths mirror the folders."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"runtime": "edgerun.runtime", "kernels": "edgerun.kernels", "export": "edgerun.export"}
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    # From a neutral directory, so the repository root is not on sys.path.
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                          timeout=120)
+
+
+def _modules() -> list[str]:
+    mods = []
+    for folder, pkg in PACKAGES.items():
+        for f in sorted((ROOT / folder).rglob("*.py")):
+            rel = f.relative_to(ROOT / folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            mods.append(".".join([pkg, *parts]))
+    return mods
+
+
+def test_every_module_on_disk_imports_as_edgerun():
+    mods = _modules()
+    assert len(mods) > 10
+    code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in mods)
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("bare", ["kernels", "runtime", "export"])
+def test_bare_top_level_names_are_not_importable(bare):
+    r = _run(f"import {bare}")
+    assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr
+
+
+def test_runtime_imports_no_torch_and_compiles_nothing():
+    mods = [m for m in _modules() if not m.startswith("edgerun.export")]
+    code = ("import importlib, sys\n"
+            f"mods = [importlib.import_module(m) for m in {mods!r}]\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "from edgerun.kernels._jit import _Kernel\n"
+            "ks = [v for m in mods for v in vars(m).values() if isinstance(v, _Kernel)]\n"
+            "assert len(ks) >= 5, ks\n"
+            "compiled = [k.__name__ for k in ks if k._dispatcher is not None]\n"
+            "assert not compiled, compiled\n"
+            "print('ok', len(ks))")
+    r = _run(code)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_console_script_is_installed():
+    r = subprocess.run([str(Path(sys.executable).parent / "edgerun"), "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "predict" in r.stdout
