@@ -1,0 +1,181 @@
+"""A thin ONNX Runtime wrapper for edge CPUs.
+
+- One CPU budget (``cpu_budget()``) shared by ORT's intra-op threads and Numba's kernels.
+- ORT spin-waiting is a per-use choice (``spin=``): spinning makes a tight loop of ``run()`` a few
+  percent faster, but the spinning threads keep burning the cores after ``run()`` returns and slow
+  whatever runs next (our kernels, other pipeline stages, the host application). See the README
+  ("Threads and spinning") for the measurements behind each default.
+- Model files are checked before ORT sees them: missing/empty/unreadable files and ONNX external-data
+  references that leave the model's folder are refused with a clear error.
+- Static output shapes are preallocated and bound (IOBinding), so steady-state runs allocate nothing.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edgerun.kernels.errors import EdgerunError, EdgerunValueError
+
+__all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo"]
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(double)": np.float64, "tensor(bool)": np.bool_,
+}
+
+
+class ModelError(EdgerunError, ValueError):
+    """The model file is missing, unreadable, hostile or not usable by edgerun."""
+
+
+def cpu_budget() -> int:
+    """CPUs edgerun may use: ``$EDGERUN_THREADS`` if set, else the CPUs this process may run on."""
+    env = os.environ.get("EDGERUN_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}") from None
+        if n > 0:
+            return n
+        raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}")
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple  # ints, or str/None for symbolic axes
+    dtype: type
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
+
+
+def check_model_file(path: str) -> str:
+    """Refuse what must never reach ORT: missing/empty files, and external data outside the folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(f"model file not found: {path}")
+    if not os.path.isfile(path):
+        raise ModelError(f"model path is not a file: {path}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ModelError(f"model file is empty (0 bytes): {path}")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
+    if b"location" in raw:  # protobuf stores the external-data key verbatim: a sound pre-filter
+        _check_external_data(path)
+    return path
+
+
+def _check_external_data(path: str) -> None:
+    import onnx  # only for models that may reference external data
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad model file
+        raise ModelError(f"not a valid ONNX model: {path} ({type(exc).__name__}: {exc})") from None
+    base = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        loc = ExternalDataInfo(tensor).location
+        target = os.path.realpath(os.path.join(base, loc))
+        if os.path.isabs(loc) or os.path.commonpath([base, target]) != base:
+            raise ModelError(f"refusing model {path}: tensor {tensor.name!r} points its external data "
+                             f"outside the model's folder ({loc!r})")
+        if not os.path.isfile(target):
+            raise ModelError(f"model {path}: external data file {loc!r} for tensor {tensor.name!r} "
+                             "is missing")
+
+
+class Session:
+    """An ONNX Runtime session configured for edge CPUs. ``run`` is thread-safe."""
+
+    def __init__(self, path: str, *, threads: int | None = None, spin: bool = False,
+                 providers: Sequence[str] | None = None, optimization: str = "all",
+                 bind_outputs: bool = True):
+        import onnxruntime as ort
+
+        self.path = check_model_file(path)
+        self.threads = threads or cpu_budget()
+        self.spin = bool(spin)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if optimization not in levels:
+            raise EdgerunValueError(f"optimization: expected one of {list(levels)}, got {optimization!r}")
+        opts.graph_optimization_level = levels[optimization]
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        providers = list(providers or ["CPUExecutionProvider"])
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise EdgerunValueError(f"providers {missing} are not available in this onnxruntime; "
+                                    f"available: {available}")
+        try:
+            self._sess = ort.InferenceSession(self.path, opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises several types; all mean a bad model
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"onnxruntime cannot load {self.path}: {msg}") from None
+        self.inputs = tuple(_info(i) for i in self._sess.get_inputs())
+        self.outputs = tuple(_info(o) for o in self._sess.get_outputs())
+        self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
+        self._bind = bind_outputs and all(o.static for o in self.outputs)
+        self._local = threading.local()
+
+    def run(self, feed: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the model. A single array feeds the first input. Returned arrays may be reused
+        buffers (overwritten by this thread's next ``run``): copy what you keep."""
+        if isinstance(feed, np.ndarray):
+            feed = {self.inputs[0].name: feed}
+        if not self._bind or len(feed) != 1:
+            return self._sess.run(None, feed)
+        return self._run_bound(feed)
+
+    def _run_bound(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (name, x), = feed.items()
+        x = np.ascontiguousarray(x)
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            outs = [np.empty(o.shape, o.dtype) for o in self.outputs]
+            binding = self._sess.io_binding()
+            for o, buf in zip(self.outputs, outs):
+                binding.bind_output(o.name, "cpu", 0, buf.dtype, buf.shape, buf.ctypes.data)
+            ws = self._local.ws = (binding, outs)
+        binding, outs = ws
+        binding.bind_input(name, "cpu", 0, x.dtype, x.shape, x.ctypes.data)
+        self._sess.run_with_iobinding(binding)
+        return outs
+
+    def __repr__(self) -> str:
+        return f"Session({self.path!r}, threads={self.threads}, spin={self.spin})"
+
+
+def _info(arg) -> TensorInfo:
+    shape = tuple(d if isinstance(d, int) else None for d in (arg.shape or ()))
+    dtype = _ORT_DTYPES.get(arg.type)
+    if dtype is None:
+        raise ModelError(f"tensor {arg.name!r} has unsupported type {arg.type}")
+    return TensorInfo(arg.name, shape, dtype)

@@ -1,0 +1,55 @@
+"""Ahead-of-time compilation of every kernel signature the runtime uses (``edgerun warmup``).
+
+Run once at deployment (or image build) time: later processes load the compiled kernels from
+edgerun's cache instead of compiling them on the first frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PIXEL_FORMATS = ("bgr", "rgb", "gray", "nv12", "nv21", "i420", "yuyv")
+
+
+def _frame(fmt: str, h: int = 8, w: int = 8) -> np.ndarray:
+    if fmt in ("nv12", "nv21", "i420"):
+        return np.zeros((h * 3 // 2, w), np.uint8)
+    if fmt == "yuyv":
+        return np.zeros((h, w, 2), np.uint8)
+    if fmt == "gray":
+        return np.zeros((h, w), np.uint8)
+    return np.zeros((h, w, 3), np.uint8)
+
+
+def warmup() -> int:
+    """Compile (or load from cache) every kernel signature; returns how many calls were made."""
+    from edgerun.kernels.boxes import scale_boxes
+    from edgerun.kernels.decode import decode
+    from edgerun.kernels.draw import draw_boxes
+    from edgerun.kernels.nms import nms
+    from edgerun.kernels.preprocess import letterbox
+
+    n = 0
+    for fmt in PIXEL_FORMATS:
+        for dtype in (np.float32, np.float16):
+            for layout in ("chw", "hwc"):
+                for mode in ("letterbox", "stretch", "center_crop"):
+                    _, geo = letterbox(_frame(fmt), (16, 16), pixel_format=fmt, mode=mode,
+                                       layout=layout, dtype=dtype)
+                    n += 1
+    # strided (non-contiguous) BGR views compile their own signature
+    letterbox(np.zeros((8, 16, 3), np.uint8)[:, ::2], (16, 16))
+    n += 1
+    heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6)}
+    for head, shape in heads.items():
+        for dtype in (np.float32, np.float16):
+            cand = decode(np.zeros(shape, dtype), head, num_classes=2, input_hw=(32, 32),
+                          strides=(8, 16, 32))
+            n += 1
+    boxes = np.array([[0, 0, 4, 4], [1, 1, 5, 5]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    for agnostic in (False, True):
+        nms(boxes, scores, np.zeros(2, np.int32), class_agnostic=agnostic)
+        n += 1
+    scale_boxes(boxes, geo)
+    draw_boxes(np.zeros((16, 16, 3), np.uint8), boxes, np.zeros(2, np.int64), scores)
+    return n + 2
