@@ -1,0 +1,321 @@
+"""Decode raw YOLO detection heads into score-sorted candidates: one compiled kernel call per head.
+
+Semantics follow Ultralytics' ``non_max_suppression`` (see the fact list at the top of nms.py):
+a candidate needs a score > ``score_threshold`` (strict), the class is the first maximum, candidates are
+sorted by score descending (ties: lower anchor index first) and capped at ``max_candidates``.
+
+Non-finite values: an anchor with a NaN among the scores it is ranked by is not a candidate (torch's
+``amax`` propagates NaN, so Ultralytics drops it too); +inf scores and non-finite box coordinates (NaN,
+inf, ``exp`` overflow in YOLOX) drop the anchor as well, so candidates never hold NaN or inf.
+
+float16 outputs: Numba has no CPU float16, so the kernels read the raw uint16 bits through a 65536-entry
+float32 table (exact widening). Only the values a head actually reads are converted; YOLOv5's objectness
+pre-filter then touches one column of 85. Box arithmetic is float32 like Ultralytics' float32 path.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _check
+from ._jit import inner, jit
+from .errors import EdgerunTypeError, EdgerunValueError
+from .nms import _sort_desc
+
+__all__ = ["Candidates", "decode", "HEADS"]
+
+HEADS = ("yolov8", "yolov5", "yolox", "end2end")
+_HALF = np.float32(0.5)
+_INF = np.float32(np.inf)
+
+
+class Candidates(NamedTuple):
+    """Decoded detections before NMS, sorted by score descending."""
+    xyxy: np.ndarray      # (K, 4) float32, tensor pixels
+    scores: np.ndarray    # (K,) float32
+    class_id: np.ndarray  # (K,) int32
+    index: np.ndarray     # (K,) int32: anchor/row index in the raw output
+
+
+@functools.lru_cache(maxsize=1)
+def _f16_table() -> np.ndarray:
+    """float32 value of every float16 bit pattern."""
+    return np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+_NO_TABLE = np.zeros(1, np.float32)
+
+# Kernels take ``x`` (float32, or float16 bits as uint16), ``table`` and ``half``. Hot loops read with the
+# inline expression ``table[np.intp(x[r, c])] if half else np.float32(x[r, c])``: a helper call per
+# element would pay Numba's array refcounting on every call (measured 20x slower). Each helper below runs
+# a whole loop per call instead.
+
+
+# ---------------------------------------------------------------- compiled helpers
+@inner
+def _ok(s, thr) -> bool:
+    return s > thr and s < _INF  # False for NaN
+
+
+@inner
+def _class_max_rows(x, table, half, nc, best):
+    """Per-anchor max over class rows 4..4+nc of a (4+C, N) head, row by row (vectorises; NaN ignored
+    here, ``_rescan`` catches it for the few anchors above the threshold)."""
+    best[:] = -_INF
+    for c in range(nc):
+        r = 4 + c
+        for j in range(best.shape[0]):
+            v = table[np.intp(x[r, j])] if half else np.float32(x[r, j])
+            if v > best[j]:
+                best[j] = v
+
+
+@inner
+def _rescan(x, table, half, idx, nc):
+    """For anchors ``idx`` of a (4+C, N) head: first argmax class and score; NaN anywhere -> score NaN."""
+    sc, cl = np.empty(idx.shape[0], np.float32), np.empty(idx.shape[0], np.int32)
+    for t in range(idx.shape[0]):
+        j = idx[t]
+        best, arg = -_INF, 0
+        for c in range(nc):
+            v = table[np.intp(x[4 + c, j])] if half else np.float32(x[4 + c, j])
+            if v > best or v != v:
+                best, arg = v, c
+                if v != v:
+                    break
+        sc[t], cl[t] = best, arg
+    return sc, cl
+
+
+@inner
+def _col_gt(x, table, half, col, thr):
+    """Rows whose value in ``col`` is > thr (NaN is not)."""
+    out = np.empty(x.shape[0], np.int64)
+    k = 0
+    for j in range(x.shape[0]):
+        v = table[np.intp(x[j, col])] if half else np.float32(x[j, col])
+        if v > thr:
+            out[k] = j
+            k += 1
+    return out[:k]
+
+
+@inner
+def _score_rows(x, table, half, rows, nc, thr):
+    """Candidates among ``rows`` of an (N, 5+C) head: score = max_c obj*cls_c (first max, NaN -> none)."""
+    m = rows.shape[0]
+    idx, sc, cl = np.empty(m, np.int32), np.empty(m, np.float32), np.empty(m, np.int32)
+    k = 0
+    for t in range(m):
+        j = rows[t]
+        obj = table[np.intp(x[j, 4])] if half else np.float32(x[j, 4])
+        best, arg = -_INF, 0
+        for c in range(nc):
+            v = obj * (table[np.intp(x[j, 5 + c])] if half else np.float32(x[j, 5 + c]))
+            if v > best or v != v:
+                best, arg = v, c
+                if v != v:
+                    break
+        if _ok(best, thr):
+            idx[k], sc[k], cl[k] = j, best, arg
+            k += 1
+    return idx[:k], sc[:k], cl[:k]
+
+
+@inner
+def _gather4(x, table, half, idx, by_column):
+    """Values 0..3 of each anchor in ``idx``: rows 0..3 of column j (by_column) or columns 0..3 of row j."""
+    v = np.empty((idx.shape[0], 4), np.float32)
+    for t in range(idx.shape[0]):
+        j = idx[t]
+        for q in range(4):
+            e = x[q, j] if by_column else x[j, q]
+            v[t, q] = table[np.intp(e)] if half else np.float32(e)
+    return v
+
+
+@inner
+def _xywh_to_xyxy(v):
+    """In place, float32: x1y1 = xy - wh/2, x2y2 = xy + wh/2 (Ultralytics xywh2xyxy)."""
+    for t in range(v.shape[0]):
+        hw, hh = v[t, 2] * _HALF, v[t, 3] * _HALF
+        cx, cy = v[t, 0], v[t, 1]
+        v[t, 0], v[t, 1], v[t, 2], v[t, 3] = cx - hw, cy - hh, cx + hw, cy + hh
+
+
+@inner
+def _finish(bx, sc, cl, ix, cap):
+    """Drop non-finite boxes, sort by score (stable), keep at most ``cap``."""
+    n = sc.shape[0]
+    good = np.empty(n, np.int64)
+    k = 0
+    for t in range(n):
+        if np.isfinite(bx[t, 0]) and np.isfinite(bx[t, 1]) and np.isfinite(bx[t, 2]) and np.isfinite(bx[t, 3]):
+            good[k] = t
+            k += 1
+    s = np.empty(k, np.float32)
+    for t in range(k):
+        s[t] = sc[good[t]]
+    order = _sort_desc(s)
+    m = min(k, cap)
+    ob, os_ = np.empty((m, 4), np.float32), np.empty(m, np.float32)
+    oc, oi = np.empty(m, np.int32), np.empty(m, np.int32)
+    for t in range(m):
+        j = good[order[t]]
+        ob[t, 0], ob[t, 1], ob[t, 2], ob[t, 3] = bx[j, 0], bx[j, 1], bx[j, 2], bx[j, 3]
+        os_[t], oc[t], oi[t] = sc[j], cl[j], ix[j]
+    return ob, os_, oc, oi
+
+
+# ---------------------------------------------------------------- head kernels
+@jit
+def _decode_v8(x, table, half, nc, thr, cap):
+    n = x.shape[1]
+    best = np.empty(n, np.float32)
+    _class_max_rows(x, table, half, nc, best)
+    idx = np.empty(n, np.int32)
+    k = 0
+    for j in range(n):
+        if _ok(best[j], thr):
+            idx[k] = j
+            k += 1
+    sc, cl = _rescan(x, table, half, idx[:k], nc)
+    keep = np.empty(k, np.int64)
+    m = 0
+    for t in range(k):
+        if sc[t] == sc[t]:  # an anchor with a NaN class score is dropped (torch amax propagates NaN)
+            keep[m] = t
+            m += 1
+    idx, sc, cl = idx[keep[:m]], sc[keep[:m]], cl[keep[:m]]
+    bx = _gather4(x, table, half, idx, True)
+    _xywh_to_xyxy(bx)
+    return _finish(bx, sc, cl, idx, cap)
+
+
+@jit
+def _decode_v5(x, table, half, nc, thr, cap):
+    rows = _col_gt(x, table, half, 4, thr)  # YOLOv5's objectness pre-filter
+    idx, sc, cl = _score_rows(x, table, half, rows, nc, thr)
+    bx = _gather4(x, table, half, idx, False)
+    _xywh_to_xyxy(bx)
+    return _finish(bx, sc, cl, idx, cap)
+
+
+@inner
+def _yolox_boxes(bx, idx, strides, in_h, in_w):
+    """YOLOX demo_postprocess, in place: xy = (p + grid) * s, wh = exp(p) * s, float64 math stored as
+    float32 (grid: per stride, rows then columns). exp is taken in float64, so results may differ from
+    numpy's float32 exp by 1 ulp; overflow gives inf (dropped later)."""
+    for t in range(idx.shape[0]):
+        local = np.int64(idx[t])
+        for s in strides:
+            ws, cells = in_w // s, (in_h // s) * (in_w // s)
+            if local < cells:
+                gy, gx = local // ws, local % ws
+                bx[t, 0] = np.float32((np.float64(bx[t, 0]) + gx) * s)
+                bx[t, 1] = np.float32((np.float64(bx[t, 1]) + gy) * s)
+                bx[t, 2] = np.float32(np.exp(np.float64(bx[t, 2])) * s)
+                bx[t, 3] = np.float32(np.exp(np.float64(bx[t, 3])) * s)
+                break
+            local -= cells
+
+
+@jit
+def _decode_yolox(x, table, half, nc, thr, cap, strides, in_h, in_w):
+    idx, sc, cl = _score_rows(x, table, half, np.arange(x.shape[0]), nc, thr)
+    bx = _gather4(x, table, half, idx, False)
+    _yolox_boxes(bx, idx, strides, in_h, in_w)
+    _xywh_to_xyxy(bx)
+    return _finish(bx, sc, cl, idx, cap)
+
+
+@jit
+def _decode_e2e(x, table, half, thr, cap):
+    n = x.shape[0]
+    idx, sc, cl = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.int32)
+    k = 0
+    for j in range(n):
+        s = table[np.intp(x[j, 4])] if half else np.float32(x[j, 4])
+        c = table[np.intp(x[j, 5])] if half else np.float32(x[j, 5])
+        if _ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
+            idx[k], sc[k], cl[k] = j, s, np.int32(c)
+            k += 1
+    bx = _gather4(x, table, half, idx[:k], False)
+    return _finish(bx, sc[:k], cl[:k], idx[:k], cap)
+
+
+# ---------------------------------------------------------------- validation + public API
+def _as_2d(output, head: str) -> np.ndarray:
+    want = "(1, 4+C+E, N)" if head == "yolov8" else "(1, N, 6)" if head == "end2end" else "(1, N, 5+C)"
+    x = _check.array("output", output, (np.float32, np.float16))
+    if x.ndim == 3 and x.shape[0] == 1:
+        return x[0]
+    if x.ndim == 2:
+        return x
+    raise EdgerunValueError(f"output: expected shape {want} for head {head!r} (batch 1, or 2-D without the "
+                            f"batch dim), got {x.shape}")
+
+
+def _num_classes(num_classes, have: int, head: str, shape) -> int:
+    if num_classes is None:
+        if have < 1:
+            raise EdgerunValueError(f"output: head {head!r} needs at least one class score, got shape {shape}")
+        return have
+    nc = _check.positive_int("num_classes", num_classes)
+    if nc > have:
+        raise EdgerunValueError(f"num_classes: expected <= {have} for output shape {shape} (head {head!r}), "
+                                f"got {nc}")
+    return nc
+
+
+def _yolox_grid(strides, input_hw, n: int, shape) -> tuple[np.ndarray, int, int]:
+    if not isinstance(strides, (tuple, list)) or not strides:
+        raise EdgerunTypeError(f"strides: expected a non-empty tuple of ints, got {strides!r}")
+    if not isinstance(input_hw, (tuple, list)) or len(input_hw) != 2:
+        raise EdgerunTypeError(f"input_hw: expected (height, width), got {input_hw!r}")
+    st = tuple(_check.positive_int("strides", s) for s in strides)
+    in_h, in_w = (_check.positive_int("input_hw", v) for v in input_hw)
+    expected = sum((in_h // s) * (in_w // s) for s in st)
+    if expected != n:
+        raise EdgerunValueError(f"output: expected {expected} anchors for input_hw={(in_h, in_w)} and strides "
+                                f"{st} (head 'yolox'), got shape {shape}")
+    return np.asarray(st, np.int64), in_h, in_w
+
+
+def _split(x: np.ndarray) -> tuple:
+    if x.dtype == np.float16:
+        return x.view(np.uint16), _f16_table(), True
+    return x, _NO_TABLE, False
+
+
+def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_candidates: int = 30000,
+           num_classes: int | None = None, strides=(8, 16, 32), input_hw=(640, 640)) -> Candidates:
+    """Decode a raw detection head into candidates sorted by score (ties: lower index), capped.
+
+    ``head``: "yolov8" (1, 4+C+E, N) sigmoided class rows; "yolov5" (1, N, 5+C) score = obj*cls with the
+    obj > threshold pre-filter; "yolox" (1, N, 5+C) raw grid over ``input_hw`` and ``strides``;
+    "end2end" (1, K, 6+) x1, y1, x2, y2, score, class. ``output`` float32 or float16, any strides.
+    """
+    if head not in HEADS:
+        raise EdgerunValueError(f"head: expected one of {', '.join(HEADS)}, got {head!r}")
+    x = _as_2d(output, head)
+    thr = _check.finite_float("score_threshold", score_threshold, 0.0, 1.0)
+    cap = _check.positive_int("max_candidates", max_candidates)
+    rows, cols = x.shape
+    if head == "yolov8":
+        if num_classes is None and rows > cols and rows >= 1024:  # looks like (1, N, 4+C)
+            raise EdgerunValueError(f"output: expected (1, 4+C+E, N) with channels first for head 'yolov8', "
+                                    f"got {output.shape}; transpose it, or pass num_classes if it is right")
+        nc = _num_classes(num_classes, rows - 4, head, output.shape)
+        return Candidates(*_decode_v8(*_split(x), nc, thr, cap))
+    if head == "end2end":
+        if cols < 6:
+            raise EdgerunValueError(f"output: expected (1, K, 6) for head 'end2end', got {output.shape}")
+        return Candidates(*_decode_e2e(*_split(x), thr, cap))
+    nc = _num_classes(num_classes, cols - 5, head, output.shape)
+    if head == "yolov5":
+        return Candidates(*_decode_v5(*_split(x), nc, thr, cap))
+    grid = _yolox_grid(strides, input_hw, rows, output.shape)
+    return Candidates(*_decode_yolox(*_split(x), nc, thr, cap, *grid))

@@ -1,0 +1,87 @@
+"""Draw labelled boxes on a BGR uint8 image in place (OpenCV primitives, deterministic colour per class)."""
+from __future__ import annotations
+
+import colorsys
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from . import _check
+from .errors import EdgerunValueError
+
+__all__ = ["draw_boxes", "class_color"]
+
+_GOLDEN = 0.6180339887498949
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A fixed BGR colour for a class: hues spaced by the golden ratio, so neighbours differ."""
+    r, g, b = colorsys.hsv_to_rgb((int(class_id) * _GOLDEN) % 1.0, 0.8, 0.95)
+    return int(round(b * 255)), int(round(g * 255)), int(round(r * 255))
+
+
+def _label(class_id: int, confidence, names) -> str:
+    if names is None:
+        text = str(class_id)
+    elif isinstance(names, Mapping):
+        text = str(names.get(class_id, class_id))
+    else:
+        text = str(names[class_id]) if 0 <= class_id < len(names) else str(class_id)
+    return text if confidence is None else f"{text} {float(confidence):.2f}"
+
+
+def _text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    luma = 0.114 * bgr[0] + 0.587 * bgr[1] + 0.299 * bgr[2]
+    return (0, 0, 0) if luma > 140 else (255, 255, 255)
+
+
+def _draw_one(image: np.ndarray, box, text: str, color, thickness: int) -> None:
+    import cv2  # lazy: importing edgerun.kernels stays cheap
+
+    h, w = image.shape[:2]
+    x1, x2 = (min(max(int(round(float(v))), 0), w - 1) for v in (box[0], box[2]))  # clip: edges and
+    y1, y2 = (min(max(int(round(float(v))), 0), h - 1) for v in (box[1], box[3]))  # label stay visible
+    cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness)  # LINE_8: edges are exactly `color`
+    scale = max(0.4, thickness / 3)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thickness // 2))
+    top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # inside the box when no room above
+    cv2.rectangle(image, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)
+    cv2.putText(image, text, (x1 + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, _text_color(color),
+                max(1, thickness // 2), cv2.LINE_AA)
+
+
+def _check_image(image) -> np.ndarray:
+    image = _check.array("image", image, np.uint8, 3)
+    if image.shape[2] != 3:
+        raise EdgerunValueError(f"image: expected shape (H, W, 3) BGR, got {image.shape}")
+    if not image.flags.writeable or image.strides[1:] != (3, 1):
+        raise EdgerunValueError("image: must be writable with contiguous pixels (strides (*, 3, 1)) to be "
+                                "drawn on in place; pass np.ascontiguousarray(image) and use the result")
+    return image
+
+
+def draw_boxes(image: np.ndarray, xyxy: np.ndarray, class_id: np.ndarray, confidence: np.ndarray | None = None,
+               names: Sequence[str] | Mapping[int, str] | None = None, *, thickness: int = 2) -> np.ndarray:
+    """Draw each box with its class label (and confidence) on ``image`` (H, W, 3) BGR uint8, in place.
+
+    Boxes are clipped to the image; boxes with non-finite coordinates are skipped. Returns ``image``.
+    """
+    image = _check_image(image)
+    xyxy = _check.array("xyxy", xyxy, (np.float32, np.float64), 2)
+    n = xyxy.shape[0]
+    if xyxy.shape[1] != 4:
+        raise EdgerunValueError(f"xyxy: expected shape (N, 4), got {xyxy.shape}")
+    class_id = _check.array("class_id", class_id, (np.int32, np.int64), 1)
+    if class_id.shape[0] != n:
+        raise EdgerunValueError(f"class_id: expected shape ({n},) to match xyxy, got {class_id.shape}")
+    if confidence is not None:
+        confidence = _check.array("confidence", confidence, (np.float32, np.float64), 1)
+        if confidence.shape[0] != n:
+            raise EdgerunValueError(f"confidence: expected shape ({n},) to match xyxy, got {confidence.shape}")
+    thickness = _check.positive_int("thickness", thickness)
+    finite = np.isfinite(xyxy).all(axis=1)
+    for i in np.flatnonzero(finite):
+        c = int(class_id[i])
+        text = _label(c, None if confidence is None else confidence[i], names)
+        _draw_one(image, xyxy[i], text, class_color(c), thickness)
+    return image
