@@ -1,0 +1,85 @@
+"""YuNet face-detector head: per-stride score, box and 5-landmark decode in one compiled pass.
+
+OpenCV ``FaceDetectorYN`` semantics (``face_detect.cpp``): anchor ``idx = row * cols + col`` of stride
+``s``; score = sqrt(clip(cls, 0, 1) * clip(obj, 0, 1)), kept when > threshold (strict, like
+``NMSBoxes``); box cx = (col + b0) * s, cy = (row + b1) * s, w = exp(b2) * s, h = exp(b3) * s;
+landmark n = ((col + k[2n]) * s, (row + k[2n + 1]) * s). Candidates are sorted by score, ties by
+(stride order, anchor index), as OpenCV's stable sort does.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from . import _check
+from ._jit import jit
+from .errors import EdgerunValueError
+
+__all__ = ["FaceCandidates", "decode_yunet"]
+
+
+class FaceCandidates(NamedTuple):
+    xyxy: np.ndarray       # (K, 4) float32 tensor pixels
+    scores: np.ndarray     # (K,) float32
+    landmarks: np.ndarray  # (K, 5, 2) float32 tensor pixels
+
+
+@jit
+def _yunet_level(cls, obj, bbox, kps, cols, stride, thr, bx, sc, lm, k):
+    """Append this stride's candidates to the buffers from position ``k``; returns the new count."""
+    s = np.float32(stride)
+    for j in range(cls.shape[0]):
+        c = min(max(cls[j, 0], np.float32(0.0)), np.float32(1.0))
+        o = min(max(obj[j, 0], np.float32(0.0)), np.float32(1.0))
+        score = np.sqrt(c * o)
+        if not score > thr:
+            continue
+        row, col = j // cols, j % cols
+        cx, cy = (col + bbox[j, 0]) * s, (row + bbox[j, 1]) * s
+        w, h = np.exp(bbox[j, 2]) * s, np.exp(bbox[j, 3]) * s
+        if not (np.isfinite(cx) and np.isfinite(cy) and np.isfinite(w) and np.isfinite(h)):
+            continue
+        bx[k, 0], bx[k, 1] = cx - w / 2, cy - h / 2
+        bx[k, 2], bx[k, 3] = cx + w / 2, cy + h / 2
+        for n in range(5):
+            lm[k, n, 0] = (col + kps[j, 2 * n]) * s
+            lm[k, n, 1] = (row + kps[j, 2 * n + 1]) * s
+        sc[k] = score
+        k += 1
+    return k
+
+
+def _level(name: str, x, n: int | None, width: int) -> np.ndarray:
+    a = _check.array(name, x, np.float32, (2, 3))
+    a = a[0] if a.ndim == 3 else a
+    if a.shape[1] != width or (n is not None and a.shape[0] != n):
+        raise EdgerunValueError(f"{name}: expected (1, {n if n is not None else 'N'}, {width}), got {x.shape}")
+    return a
+
+
+def decode_yunet(cls: Sequence[np.ndarray], obj: Sequence[np.ndarray], bbox: Sequence[np.ndarray],
+                 kps: Sequence[np.ndarray], *, input_hw=(640, 640), strides=(8, 16, 32),
+                 score_threshold: float = 0.9, max_candidates: int = 5000) -> FaceCandidates:
+    """Decode YuNet's 12 outputs (per stride: cls (1,N,1), obj (1,N,1), bbox (1,N,4), kps (1,N,10))
+    into score-sorted candidates in tensor pixels, at most ``max_candidates`` (OpenCV's top_k)."""
+    thr = np.float32(_check.finite_float("score_threshold", score_threshold, 0.0, 1.0))
+    cap = _check.positive_int("max_candidates", max_candidates)
+    if not len(cls) == len(obj) == len(bbox) == len(kps) == len(strides):
+        raise EdgerunValueError(f"cls/obj/bbox/kps: expected one array per stride {tuple(strides)}, got "
+                                f"{len(cls)}, {len(obj)}, {len(bbox)}, {len(kps)}")
+    h, w = input_hw
+    levels = []
+    for i, s in enumerate(strides):
+        cols = -(-w // s)
+        n = cols * -(-h // s)
+        levels.append((_level(f"cls[{i}]", cls[i], n, 1), _level(f"obj[{i}]", obj[i], n, 1),
+                       _level(f"bbox[{i}]", bbox[i], n, 4), _level(f"kps[{i}]", kps[i], n, 10), cols, s))
+    total = sum(lv[0].shape[0] for lv in levels)
+    bx, sc = np.empty((total, 4), np.float32), np.empty(total, np.float32)
+    lm = np.empty((total, 5, 2), np.float32)
+    k = 0
+    for c, o, b, p, cols, s in levels:
+        k = _yunet_level(c, o, b, p, cols, s, thr, bx, sc, lm, k)
+    order = np.argsort(-sc[:k], kind="stable")[:cap]
+    return FaceCandidates(bx[order], sc[order], lm[order])

@@ -1,0 +1,72 @@
+"""Segmenter: YOLOv8-seg instance segmentation (boxes + masks), Ultralytics semantics.
+
+Boxes go through Detector's decode + NMS (the mask-coefficient rows are ignored there). Masks are then
+built for the kept anchors only (``kernels.masks.process_masks``):
+
+- ``masks="full"`` (default): ``Detections.mask`` (N, H, W) bool in source pixels.
+- ``masks="proto"``: ``data["proto_mask"]`` (N, bh, bw) bool at prototype resolution over the
+  letterboxed image region (a 4x cheaper preview; resize it to the source yourself).
+- ``masks="none"``: boxes only (``data["mask_coefficients"]`` (N, M) float32 kept for later).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgerun.kernels.errors import EdgerunValueError
+from edgerun.kernels.masks import process_masks
+from edgerun.kernels.preprocess import Geometry
+
+from .detector import Detector
+from .results import Detections
+from .session import ModelError, Session
+from .spec import ModelSpec
+
+__all__ = ["Segmenter", "MASK_OPTIONS"]
+
+MASK_OPTIONS = ("full", "proto", "none")
+
+
+class Segmenter(Detector):
+    """Instance segmentation. Options as Detector plus ``masks`` ("full", "proto" or "none")."""
+
+    def __init__(self, session: Session, spec: ModelSpec, *, masks: str = "full", **options):
+        if masks not in MASK_OPTIONS:
+            raise EdgerunValueError(f"masks: expected one of {MASK_OPTIONS}, got {masks!r}")
+        outs = [o.shape for o in session.outputs]
+        if spec.head != "yolov8" or len(outs) < 2 or len(outs[1]) != 4:
+            raise ModelError(f"{session.path}: a segmentation model needs a yolov8 head (1, 4+C+M, N) and "
+                             f"prototypes (1, M, h, w); got head={spec.head!r}, outputs {outs}")
+        m, rows = outs[1][1], outs[0][1]
+        if isinstance(m, int) and isinstance(rows, int) and rows != 4 + spec.num_classes + m:
+            raise ModelError(f"{session.path}: output rows {rows} != 4 + {spec.num_classes} classes + {m} "
+                             "mask coefficients; check num_classes")
+        super().__init__(session, spec, **options)
+        self.masks = masks
+
+    def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
+                    ) -> Detections:
+        """Raw outputs -> Detections with masks for the kept boxes."""
+        det = super().postprocess(outputs, geometry, batch_index)
+        raw, protos = outputs[0][batch_index], outputs[1][batch_index]
+        idx = det.data["anchor_index"]
+        c0 = 4 + self.spec.num_classes
+        coef = np.ascontiguousarray(raw[c0:c0 + protos.shape[0], idx].T, dtype=np.float32)
+        if self.masks == "none":
+            det.data["mask_coefficients"] = coef
+            return det
+        boxes = _tensor_boxes(raw, idx)
+        if self.masks == "proto":
+            det.data["proto_mask"] = process_masks(protos, coef, boxes, geometry, mode="proto")
+        else:
+            det.mask = process_masks(protos, coef, boxes, geometry, mode="full")
+        return det
+
+    def __repr__(self) -> str:
+        return "Seg" + super().__repr__() + f"[masks={self.masks}]"
+
+
+def _tensor_boxes(raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """xyxy in tensor pixels of the kept anchors, computed as decode does (float32 cx -/+ w*0.5)."""
+    cx, cy, w, h = (raw[r, idx].astype(np.float32) for r in range(4))
+    half = np.float32(0.5)
+    return np.stack([cx - w * half, cy - h * half, cx + w * half, cy + h * half], 1).astype(np.float32)

@@ -1,0 +1,89 @@
+"""process_masks vs an independent numpy + cv2 reference of Ultralytics' process_mask/scale_masks:
+sigmoid(coef @ protos), crop_mask at prototype resolution, crop the letterboxed region, cv2.resize
+INTER_LINEAR (half-pixel centres, = torch bilinear align_corners=False when upsampling), > 0.5.
+Tolerance: at most 0.1% of pixels per mask may differ (float32 vs float64 sums at exactly 0.5)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
+from edgerun.kernels.masks import process_masks, proto_region
+from edgerun.kernels.preprocess import plan
+
+
+def _reference(protos, coef, boxes, geo):
+    m_, mh, mw = protos.shape
+    logits = (coef.astype(np.float64) @ protos.reshape(m_, -1).astype(np.float64)).reshape(-1, mh, mw)
+    m = 1 / (1 + np.exp(-logits))
+    b = boxes.astype(np.float64) * np.array([mw / geo.dst_w, mh / geo.dst_h] * 2)
+    c, r = np.arange(mh)[None, :, None], np.arange(mw)[None, None, :]
+    inside = (r >= b[:, 0, None, None]) & (r < b[:, 2, None, None]) & (c >= b[:, 1, None, None]) & \
+             (c < b[:, 3, None, None])
+    m = m * inside
+    t, l, bt, rt = proto_region(mh, mw, geo.src_h, geo.src_w)
+    full = np.stack([cv2.resize(x[t:bt, l:rt].astype(np.float32), (geo.src_w, geo.src_h),
+                                interpolation=cv2.INTER_LINEAR) > 0.5 for x in m]) if len(m) else \
+        np.zeros((0, geo.src_h, geo.src_w), bool)
+    return full, (logits > 0)[:, t:bt, l:rt] & inside[:, t:bt, l:rt]
+
+
+def _case(seed, src_hw, size, k=5, mh=40):
+    rng = np.random.default_rng(seed)
+    geo = plan(*src_hw, size)
+    protos = rng.normal(0, 1, (8, mh, mh * size[1] // size[0])).astype(np.float32)
+    protos = cv2.GaussianBlur(protos.transpose(1, 2, 0), (7, 7), 2).transpose(2, 0, 1).copy()
+    coef = rng.normal(0, 2, (k, 8)).astype(np.float32)
+    xy = rng.uniform(-20, size[1] + 20, (k, 2))
+    wh = rng.uniform(1, size[1] / 2, (k, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    return protos, coef, boxes, geo
+
+
+@pytest.mark.parametrize("src_hw,size", [((1080, 810), (160, 160)), ((720, 1280), (160, 160)),
+                                         ((33, 47), (160, 160)), ((161, 161), (160, 160)),
+                                         ((300, 200), (96, 160))])
+def test_full_and_proto_match_reference(src_hw, size):
+    protos, coef, boxes, geo = _case(0, src_hw, size)
+    ref_full, ref_proto = _reference(protos, coef, boxes, geo)
+    full = process_masks(protos, coef, boxes, geo)
+    assert full.shape == (5,) + src_hw and full.dtype == np.bool_
+    diff = (full != ref_full).mean((1, 2))
+    assert diff.max() <= 1e-3, diff
+    np.testing.assert_array_equal(process_masks(protos[None], coef, boxes, geo, mode="proto"), ref_proto)
+
+
+def test_empty_out_reuse_and_degenerate_boxes():
+    protos, coef, boxes, geo = _case(1, (100, 120), (64, 64), k=3, mh=16)
+    assert process_masks(protos, coef[:0], boxes[:0], geo).shape == (0, 100, 120)
+    boxes[1] = [500, 500, 600, 600]  # outside the tensor
+    boxes[2] = [10, 10, 10, 30]  # zero width
+    out = np.ones((3, 100, 120), bool)
+    res = process_masks(protos, coef, boxes, geo, out=out)
+    assert res is out and not out[1].any() and not out[2].any()
+    ref, _ = _reference(protos, coef, boxes, geo)
+    assert (out != ref).mean() <= 1e-3
+
+
+def test_non_contiguous_and_float16_protos():
+    protos, coef, boxes, geo = _case(2, (200, 150), (64, 64), k=4, mh=16)
+    a = process_masks(protos, coef, boxes, geo)
+    wide = np.zeros((8, 16, 32), np.float32)
+    wide[:, :, ::2] = protos
+    b = process_masks(wide[:, :, ::2], np.asfortranarray(coef), boxes, geo)
+    np.testing.assert_array_equal(a, b)
+    h = process_masks(protos.astype(np.float16), coef, boxes, geo)
+    assert (h != a).mean() <= 1e-3
+
+
+def test_errors():
+    protos, coef, boxes, geo = _case(3, (50, 50), (32, 32), k=2, mh=8)
+    with pytest.raises(EdgerunValueError, match="mode"):
+        process_masks(protos, coef, boxes, geo, mode="low")
+    with pytest.raises(EdgerunValueError, match=r"coefficients/xyxy: expected \(K, 8\)"):
+        process_masks(protos, coef[:, :4].copy(), boxes, geo)
+    with pytest.raises(EdgerunTypeError, match="coefficients: expected dtype float32"):
+        process_masks(protos, coef.astype(np.float64), boxes, geo)
+    with pytest.raises(EdgerunValueError, match="out: expected shape"):
+        process_masks(protos, coef, boxes, geo, out=np.zeros((2, 5, 5), bool))

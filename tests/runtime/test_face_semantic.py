@@ -1,0 +1,86 @@
+"""FaceDetector (YuNet) vs cv2.FaceDetectorYN on the same file, and SemanticSegmenter (DeepLabV3)
+vs a plain cv2 + numpy reference."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import VIDEO, shared_file
+from helpers import iou_matrix
+
+from edgerun.runtime import open_model
+from edgerun.runtime.face import FaceDetector
+from edgerun.runtime.semantic import SemanticSegmenter
+
+YUNET = ("models", "face_detection_yunet_2023mar.onnx")
+DEEPLAB = ("models", "deeplabv3_mnv2_pascalvoc_257.onnx")
+
+
+def _frames():
+    out = {n: cv2.imread(str(shared_file("images", n))) for n in ("astronaut.png", "zidane.jpg", "bus.jpg")}
+    cap = cv2.VideoCapture(str(shared_file("video", "vtest.avi")))
+    for i in range(201):
+        ok, img = cap.read()
+        assert ok
+        if i in (0, 100, 200):
+            out[f"vtest#{i}"] = img
+    return out
+
+
+def _peer(path, img, geo, thr, nms):
+    """cv2.FaceDetectorYN on the same resized image (it pads bottom/right with zeros, like edgerun)."""
+    small = cv2.resize(img, (geo.new_w, geo.new_h), interpolation=cv2.INTER_LINEAR)
+    yn = cv2.FaceDetectorYN.create(path, "", (geo.new_w, geo.new_h), thr, nms, 5000)
+    _, faces = yn.detect(small)
+    faces = np.zeros((0, 15), np.float32) if faces is None else faces
+    box = faces[:, :4].copy()
+    box[:, 2:] += box[:, :2]
+    return box / geo.scale_x, faces[:, 4:14].reshape(-1, 5, 2) / geo.scale_x, faces[:, 14]
+
+
+@pytest.mark.parametrize("thr", [0.9, 0.3])
+def test_faces_match_opencv(thr):
+    """Same count, IoU >= 0.9 (measured 1.0), landmarks within 0.01 px, scores within 1e-3."""
+    path = str(shared_file(*YUNET))
+    fd = FaceDetector.from_path(path, score_threshold=thr)
+    found = 0
+    for name, img in _frames().items():
+        d = fd.detect(img)
+        box, lms, scores = _peer(path, img, fd.plan(*img.shape[:2]), thr, 0.3)
+        assert len(d) == len(box), name
+        found += len(d)
+        if len(d):
+            iou = iou_matrix(d.xyxy, box)
+            j = iou.argmax(1)
+            assert iou.max(1).min() >= 0.9 and len(set(j.tolist())) == len(j), name
+            np.testing.assert_allclose(d.data["landmarks"], lms[j], atol=0.01)
+            np.testing.assert_allclose(d.confidence, scores[j], atol=1e-3)
+    assert found >= (3 if thr == 0.9 else 7)
+
+
+def test_face_astronaut_and_open_model():
+    fd = open_model(str(shared_file(*YUNET)))
+    assert isinstance(fd, FaceDetector) and fd.spec.names == ("face",)
+    d = fd.detect(cv2.imread(str(shared_file("images", "astronaut.png"))))
+    assert len(d) == 1 and iou_matrix(d.xyxy, [[179, 63, 270, 174]])[0, 0] > 0.8
+    assert d.data["landmarks"].shape == (1, 5, 2) and d.class_id.tolist() == [0]
+
+
+def _deeplab_reference(session, bgr):
+    x = cv2.resize(bgr, (257, 257), interpolation=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
+    logits = session.run(None, {"sub_7": (x / 127.5 - 1.0)[None].astype(np.float32)})[0][0]
+    labels = logits.argmax(-1).astype(np.uint8)
+    return cv2.resize(labels, bgr.shape[1::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "bus.jpg"])
+def test_semantic_matches_reference(name):
+    seg = SemanticSegmenter.from_path(str(shared_file(*DEEPLAB)))
+    img = cv2.imread(str(shared_file("images", name)))
+    res = seg.segment(img)
+    ref = _deeplab_reference(seg.session._sess, img)
+    assert res.label_map.shape == img.shape[:2] and res.label_map.dtype == np.uint8
+    assert (res.label_map == ref).mean() >= 0.999
+    if name == "chelsea.png":  # MANIFEST: cat 74% of pixels
+        assert abs((res.label_map == 8).mean() - 0.74) < 0.02
+        assert seg.spec.names[8] == "cat" and "names" in seg.spec.guessed

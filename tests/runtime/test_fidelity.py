@@ -1,0 +1,86 @@
+"""Fidelity with the training framework: Detector vs Ultralytics' own predictor on the same ONNX.
+
+../shared/refs/ultralytics_detect.json holds Ultralytics 8.4.190 predictions (conf 0.25, IoU 0.7,
+max_det 300, class-aware NMS). Every box must match at IoU >= 0.95 with the same class and a
+confidence within 0.01; nothing missing or extra. The one allowance: a box whose confidence is within
+0.01 of the 0.25 threshold may be on either side of it (both pipelines use float32 arithmetic that
+differs in the last bits; such a box is legitimately borderline), and is reported.
+"""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import SHARED, shared_file
+from helpers import match
+
+from edgerun.runtime.detector import Detector
+
+MODELS = ["yolov8n_640_fp32dq", "yolov8n_640_int8dyn", "yolov8n_320_int8dyn"]
+CONF, IOU_MIN, CONF_TOL = 0.25, 0.95, 0.01
+
+
+def _refs():
+    path = SHARED / "refs" / "ultralytics_detect.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def _frames(keys):
+    """Decode the referenced images and video frames once."""
+    out, wanted = {}, {}
+    for k in keys:
+        if "#" in k:
+            f, n = k.split("#")
+            wanted.setdefault(f, set()).add(int(n))
+        else:
+            out[k] = cv2.imread(str(SHARED / k))
+    for f, frames in wanted.items():
+        cap = cv2.VideoCapture(str(SHARED / f))
+        for i in range(max(frames) + 1):
+            ok, img = cap.read()
+            assert ok, f"cannot read frame {i} of {f}"
+            if i in frames:
+                out[f"{f}#{i}"] = img
+        cap.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames():
+    refs = _refs()
+    if not refs:
+        pytest.skip("../shared/refs/ultralytics_detect.json is absent")
+    keys = sorted({k for m in MODELS for k in refs.get(m, {})})
+    return _frames(keys)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_detector_reproduces_ultralytics_predictions(model, frames):
+    refs = _refs()[model]
+    det = Detector.from_path(str(shared_file("models", f"{model}.onnx")), score_threshold=CONF,
+                             iou_threshold=0.7, max_detections=300)
+    total = matched = 0
+    worst_iou, worst_dconf, borderline = 1.0, 0.0, []
+    for key, boxes in refs.items():
+        ref = np.asarray(boxes, np.float64).reshape(-1, 6)
+        d = det.detect(frames[key])
+        pairs, up, ur = match(d.xyxy, d.confidence, d.class_id, ref[:, :4], ref[:, 4], ref[:, 5], IOU_MIN)
+        for i, j, iou in pairs:
+            worst_iou = min(worst_iou, iou)
+            worst_dconf = max(worst_dconf, abs(float(d.confidence[i]) - ref[j, 4]))
+        extra = [float(d.confidence[i]) for i in up]
+        missing = [float(ref[j, 4]) for j in ur]
+        borderline += [(key, c) for c in extra + missing if abs(c - CONF) <= CONF_TOL]
+        bad = [c for c in extra + missing if abs(c - CONF) > CONF_TOL]
+        assert not bad, f"{model} {key}: extra {extra} / missing {missing} (confidences)"
+        total += len(ref)
+        matched += len(pairs)
+    print(f"{model}: {matched}/{total} matched, worst IoU {worst_iou:.4f}, worst |dconf| "
+          f"{worst_dconf:.4f}, borderline {borderline}")
+    assert worst_dconf <= CONF_TOL
+    f1 = 2 * matched / (2 * matched + len(borderline))
+    assert f1 >= 0.99, f"F1 {f1:.3f}"

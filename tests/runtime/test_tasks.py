@@ -1,0 +1,49 @@
+"""open_model dispatch and `edgerun predict` on each task (task from the model, --task override)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import shared_file
+
+from edgerun.runtime import Detector, EdgerunValueError, open_model
+from edgerun.runtime.cli import main
+
+
+def _records(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_open_model_errors():
+    path = str(shared_file("models", "yolov8n_320_int8dyn.onnx"))
+    assert type(open_model(path)) is Detector
+    with pytest.raises(EdgerunValueError, match="task: expected one of"):
+        open_model(path, task="depth")
+    with pytest.raises(EdgerunValueError, match=r"options \['top_k'\] do not apply to task 'detect'"):
+        open_model(path, top_k=3)
+
+
+@pytest.mark.parametrize("model,key,check", [
+    ("mobilenetv2_224_imagenet_int8.onnx", "classes", lambda r: [c["class_id"] for c in r[:2]] == [575, 654]),
+    ("yolo11n-pose_640_fp32.onnx", "detections", lambda r: len(r) == 4 and len(r[0]["keypoints"]) == 17),
+    ("yolov8n-seg_320_fp32dq.onnx", "detections", lambda r: {d["class_name"] for d in r} == {"bus", "person"}),
+    ("face_detection_yunet_2023mar.onnx", "detections", lambda r: len(r) == 1 and len(r[0]["landmarks"]) == 5),
+    ("deeplabv3_mnv2_pascalvoc_257.onnx", "classes", lambda r: {"bus", "person"} <= {c["class_name"] for c in r}),
+])
+def test_predict_json_picks_the_task(model, key, check, capsys, tmp_path):
+    code = main(["predict", str(shared_file("models", model)), str(shared_file("images", "bus.jpg")),
+                 "--json", "--save", str(tmp_path)])
+    rec = _records(capsys.readouterr().out)[0]
+    assert code == 0 and check(rec[key])
+    assert (tmp_path / "bus.jpg").stat().st_size > 0
+
+
+def test_predict_task_override(capsys):
+    code = main(["predict", str(shared_file("models", "yolov8n-seg_320_fp32dq.onnx")),
+                 str(shared_file("images", "bus.jpg")), "--task", "detect"])
+    assert code == 0 and "bus" in capsys.readouterr().out
+
+
+def test_warmup_tasks_compiles_every_task_kernel():
+    from edgerun.runtime.tasks import warmup_tasks
+    assert warmup_tasks() == 9
