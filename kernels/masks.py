@@ -75,6 +75,8 @@ def _masks_full_kernel(protos, coef, boxes, ty0, ty1, wy, tx0, tx1, wx, scratch,
         _fill_box(protos, coef, i, y0, y1, x0, x1, scratch)
         ya, yb = _span(ty0, ty1, y0, y1)
         xa, xb = _span(tx0, tx1, x0, x1)
+        if ya >= yb or xa >= xb:  # the box covers no output pixel (e.g. it lies in the padding)
+            continue
         c_lo, c_hi = tx0[xa], tx1[xb - 1]
         for yy in range(ya, yb):
             r0, r1, b = ty0[yy], ty1[yy], wy[yy]

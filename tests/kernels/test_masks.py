@@ -87,3 +87,19 @@ def test_errors():
         process_masks(protos, coef.astype(np.float64), boxes, geo)
     with pytest.raises(EdgerunValueError, match="out: expected shape"):
         process_masks(protos, coef, boxes, geo, out=np.zeros((2, 5, 5), bool))
+
+
+def test_boxes_entirely_in_the_padding_give_empty_masks():
+    """Regression (found by the NUMBA_BOUNDSCHECK run): a box covering no output pixel was read past
+    the end of the tap tables."""
+    protos = np.ones((4, 16, 16), np.float32)
+    coef = np.ones((2, 4), np.float32)
+    strips = {(100, 400): [[0, 0, 64, 8], [0, 58, 64, 64]],  # wide: padding above and below
+              (400, 100): [[0, 0, 8, 64], [58, 0, 64, 64]]}  # tall: padding left and right
+    for src, b in strips.items():
+        geo = plan(*src, (64, 64))
+        boxes = np.array(b, np.float32)
+        out = process_masks(protos, coef, boxes, geo)
+        assert out.shape == (2, *src) and not out.any()
+        ref, _ = _reference(protos, coef, boxes, geo)
+        np.testing.assert_array_equal(out, ref)
