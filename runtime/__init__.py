@@ -17,7 +17,11 @@ from .semantic import SemanticSegmenter
 from .session import ModelError, Session, cpu_budget
 from .spec import ModelSpec, resolve_spec
 from .tasks import open_model
+from . import stream  # a callable module: stream(model, source, ...) iterates StreamResults
+from .stream import StreamResult, StreamRunner
+from .tracker import ByteTracker
 
 __all__ = ["open_model", "Detector", "PoseDetector", "Segmenter", "Classifier", "FaceDetector",
            "SemanticSegmenter", "Detections", "Classifications", "SemanticMask", "ModelSpec", "Session", "ModelError", "EdgerunError",
-           "EdgerunTypeError", "EdgerunValueError", "cpu_budget", "resolve_spec"]
+           "EdgerunTypeError", "EdgerunValueError", "cpu_budget", "resolve_spec",
+           "stream", "StreamRunner", "StreamResult", "ByteTracker"]

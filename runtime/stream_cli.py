@@ -1,0 +1,187 @@
+"""``edgerun stream MODEL SOURCE``: the pipelined runner on a file, folder, camera or URL.
+
+    edgerun stream yolov8n.onnx rtsp://cam/1 --track --save out.mp4 --view 8080
+    edgerun stream yolov8n.onnx video.mp4 --json > frames.jsonl
+
+Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, ``age_ms`` and, with
+``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.
+Ctrl-C / SIGTERM: stop reading, drain frames in flight, flush the JSON and the video (always a
+valid file), exit 0; a second signal aborts at once (exit 130; the video is still finalised).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from .predict import frame_record
+from .sources import Frame
+from .stream import StreamResult, StreamRunner
+from .stream_sources import VideoSource, open_source
+
+__all__ = ["add_arguments", "run_stream"]
+
+
+def add_arguments(p) -> None:
+    """The ``stream`` sub-command's options."""
+    p.add_argument("model", help="MODEL.onnx")
+    p.add_argument("source", help="video file, image folder/glob, camera index or rtsp/http/tcp URL")
+    p.add_argument("--mode", choices=("latest", "every"), help="latest: newest frame, drops counted "
+                   "(default for cameras/URLs); every: every frame in order (default for files)")
+    p.add_argument("--max-fps", type=float, help="process at most this many frames per second")
+    p.add_argument("--max-frames", type=int, help="stop after reading this many frames")
+    p.add_argument("--track", action="store_true", help="ByteTrack ids (tracker_id) per detection")
+    p.add_argument("--save", metavar="OUT.mp4", help="write the annotated video here")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame on stdout")
+    p.add_argument("--view", type=int, metavar="PORT", help="serve MJPEG + /status on 127.0.0.1:PORT (0: any)")
+    p.add_argument("--conf", type=float, help="score threshold")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold")
+    p.add_argument("--workers", type=lambda v: v if v == "calibrate" else int(v),
+                   help="parallel inference sessions, or 'calibrate' to measure (default: automatic)")
+    p.add_argument("--threads", type=int, help="ORT threads per session (default: automatic)")
+    p.add_argument("--timeout", type=float, default=3.0, help="open/read timeout for URLs, seconds")
+
+
+class _Abort(Exception):
+    """Raised in the main thread by a second Ctrl-C / SIGTERM."""
+
+
+class _Signals:
+    """First SIGINT/SIGTERM: drain; second: abort. Installed only in the main thread."""
+
+    def __init__(self, runner: StreamRunner):
+        self.runner, self.count, self._old = runner, 0, {}
+
+    def __call__(self, signum, _frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise _Abort()
+        print(f"edgerun: {signal.Signals(signum).name}: stopping, draining frames in flight "
+              "(again to abort)", file=sys.stderr, flush=True)
+        self.runner.stop(drain=True)
+
+    def install(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self)
+        return self
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _Sinks:
+    """JSON Lines, the annotated video and the live view, fed results in order."""
+
+    def __init__(self, args, names: tuple[str, ...], fps: float, view):
+        self.args, self.names, self.fps, self.view = args, names, fps, view
+        self.writer = None
+        self.size: tuple[int, int] | None = None
+        self.frames = self.errors = 0
+
+    def write(self, r: StreamResult) -> None:
+        self.frames += 1
+        self.errors += r.error is not None
+        if self.args.json:
+            print(json.dumps(record(r, self.names)), flush=True)
+        elif r.error:
+            print(f"edgerun: error: frame {r.index}: {r.error}", file=sys.stderr)
+        if r.image is not None and r.detections is not None and (self.args.save or self.view):
+            from .tasks import annotate
+            img = annotate(r.image, r.detections, self.names)
+            if self.args.save:
+                self._save(img)
+            if self.view is not None:
+                self.view.publish(img)
+
+    def _save(self, img) -> None:
+        import cv2
+
+        if self.writer is None:
+            self.size = (img.shape[1], img.shape[0])
+            self.writer = cv2.VideoWriter(self.args.save, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+        if (img.shape[1], img.shape[0]) != self.size:  # resolution change: keep the file's size
+            img = cv2.resize(img, self.size)
+        self.writer.write(img)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pass
+
+
+def record(r: StreamResult, names: tuple[str, ...]) -> dict[str, Any]:
+    """``edgerun predict --json``'s record plus timestamp/age (and tracker_id per detection)."""
+    rec = frame_record(Frame(r.source, r.index, None, r.error), r.detections, names)
+    if r.detections is not None:
+        rec["height"], rec["width"] = (int(v) for v in r.detections.image_shape)
+    rec["timestamp"] = round(r.timestamp, 6)
+    rec["age_ms"] = round(r.age * 1e3, 3)
+    return rec
+
+
+def _open(args):
+    from .tasks import open_model
+
+    opts = {k: v for k, v in (("score_threshold", args.conf), ("iou_threshold", args.iou)) if v is not None}
+    model = open_model(args.model, strict=False, **opts)
+    src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout) \
+        if "://" in str(args.source) else open_source(args.source)
+    return model, src
+
+
+def run_stream(args) -> int:
+    """Run the stream; 0 on a clean end or a drained stop, 1 if frames failed, 130 on abort."""
+    model, src = _open(args)
+    mode = {"latest": "latest", "every": "every_frame", None: "latest" if src.live else "every_frame"}[args.mode]
+    tracker = None
+    if args.track:
+        from .tracker import ByteTracker
+        tracker = ByteTracker()
+    runner = StreamRunner(model, mode=mode, max_fps=args.max_fps, max_frames=args.max_frames,
+                          workers=args.workers, threads=args.threads, tracker=tracker,
+                          keep_frames=bool(args.save or args.view is not None), on_event=_log_event)
+    view = None
+    if args.view is not None:
+        from .stream_view import ViewServer
+        view = ViewServer(args.view, runner.stats)
+        print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
+    fps = args.max_fps or (src.fps if isinstance(src, VideoSource) else 10.0)
+    sinks = _Sinks(args, model.spec.names, fps, view)
+    signals = _Signals(runner).install()
+    code, t0 = 0, time.perf_counter()
+    try:
+        runner.start(src)
+        for r in runner.results():
+            sinks.write(r)
+    except _Abort:
+        code = 130
+    except BrokenPipeError:  # stdout closed (e.g. `| head`): stop quietly
+        code = 1
+    finally:
+        runner.stop(drain=False, timeout=0.5 if code == 130 else 5.0)  # a no-op after a clean end
+        signals.restore()
+        sinks.close()
+        if view is not None:
+            view.close()
+    if code == 130:  # a reader may still sit in a blocking read: leave without waiting for it
+        print("edgerun: aborted", file=sys.stderr, flush=True)
+        os._exit(130)
+    s = runner.stats()
+    print(f"{sinks.frames} frame(s), {s['dropped']} dropped, {s['errors']} error(s), {s['reconnects']} "
+          f"reconnect(s), {time.perf_counter() - t0:.2f} s" + (f"; annotated video in {args.save}" if args.save else ""),
+          file=sys.stderr)
+    return code or (1 if sinks.errors else 0)
+
+
+def _log_event(e: dict) -> None:
+    if e["kind"] not in ("opened", "end"):
+        print(f"edgerun: {e['kind']}: {e.get('detail', '')}", file=sys.stderr, flush=True)

@@ -1,0 +1,102 @@
+"""``edgerun stream``: JSON Lines schema, a valid annotated video, the --view server (real HTTP
+client), graceful SIGTERM (drain, flush, exit 0) and a second signal aborting (exit 130)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import cv2
+import pytest
+from mjpeg_server import MJPEGCamera
+from stream_fixtures import frames, tiny_detector, write_video
+
+from edgerun.runtime.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_detector(str(tmp_path_factory.mktemp("m") / "tiny.onnx"))
+
+
+def _count_frames(path: str) -> int:
+    cap = cv2.VideoCapture(path)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def test_json_lines_schema_and_saved_video(tiny, tmp_path, capsys):
+    video = write_video(str(tmp_path / "in.avi"), frames(15))
+    out = str(tmp_path / "out.mp4")
+    assert main(["stream", tiny, video, "--json", "--track", "--save", out]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in recs] == list(range(15))
+    r = recs[0]
+    assert {"source", "frame", "width", "height", "detections", "speed_ms", "timestamp", "age_ms"} <= set(r)
+    assert (r["width"], r["height"]) == (128, 96) and r["age_ms"] >= 0
+    assert {"xyxy", "confidence", "class_id", "class_name", "tracker_id"} <= set(r["detections"][0])
+    assert _count_frames(out) == 15
+
+
+class _Proc:
+    """The CLI in a subprocess, stdout/stderr collected by threads (never blocking the test)."""
+
+    def __init__(self, args: list[str]):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.p = subprocess.Popen([sys.executable, "-m", "edgerun.runtime.cli", "stream", *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, k=sink: k.extend(iter(s.readline, "")), daemon=True).start()
+
+    def wait_for(self, pred, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > end or self.p.poll() is not None:
+                self.p.kill()
+                raise AssertionError(f"timed out; stderr: {''.join(self.err)}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        try:
+            return self.p.wait(timeout)
+        finally:
+            self.p.kill()
+
+
+def test_view_server_and_graceful_sigterm(tiny, tmp_path):
+    video = write_video(str(tmp_path / "long.avi"), frames(400))
+    out = str(tmp_path / "out.mp4")
+    proc = _Proc([tiny, video, "--mode", "every", "--max-fps", "25", "--json", "--save", out, "--view", "0"])
+    proc.wait_for(lambda: any("view on" in e for e in proc.err) and len(proc.out) >= 3)
+    url = next(e for e in proc.err if "view on" in e).split()[3]
+    status = json.load(urllib.request.urlopen(url + "status", timeout=10))
+    assert {"fps", "age_p50_ms", "age_p90_ms", "age_p99_ms", "dropped", "reconnects"} <= set(status)
+    with urllib.request.urlopen(url + "stream.mjpg", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        head = resp.read(200)
+    assert b"--frame" in head and b"image/jpeg" in head
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.finish() == 0, "".join(proc.err)
+    recs = [json.loads(line) for line in proc.out]
+    assert 3 <= len(recs) < 400 and [r["frame"] for r in recs] == list(range(len(recs)))
+    assert _count_frames(out) == len(recs)  # every result was written and the file is valid
+
+
+def test_second_signal_aborts(tiny):
+    with MJPEGCamera(frames=4, fps=8.0, end="stall", stall=30.0) as cam:
+        proc = _Proc([tiny, cam.url, "--json", "--timeout", "20"])
+        proc.wait_for(lambda: len(proc.out) >= 1)
+        proc.p.send_signal(signal.SIGTERM)  # the reader sits in a 20 s read: draining would wait
+        proc.wait_for(lambda: any("stopping" in e for e in proc.err))
+        proc.p.send_signal(signal.SIGTERM)
+        assert proc.finish(timeout=15) == 130, "".join(proc.err)
+    assert any("aborted" in e for e in proc.err)
