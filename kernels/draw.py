@@ -79,6 +79,8 @@ def draw_boxes(image: np.ndarray, xyxy: np.ndarray, class_id: np.ndarray, confid
         if confidence.shape[0] != n:
             raise EdgerunValueError(f"confidence: expected shape ({n},) to match xyxy, got {confidence.shape}")
     thickness = _check.positive_int("thickness", thickness)
+    if thickness > 32767:  # OpenCV's limit: beyond it cv2 raises its own error
+        raise EdgerunValueError(f"thickness: expected at most 32767, got {thickness}")
     finite = np.isfinite(xyxy).all(axis=1)
     for i in np.flatnonzero(finite):
         c = int(class_id[i])

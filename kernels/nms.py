@@ -98,6 +98,7 @@ def _order_finite(scores):
 def _nms_kernel(xyxy, scores, cls, n_cls, iou_threshold, max_det):
     """Greedy NMS. ``cls`` in [0, n_cls) (all zeros for agnostic). Returns kept indices (int64)."""
     order = _order_finite(scores)
+    thr = np.float32(iou_threshold)  # compare in float32, as torchvision does (IoU 4/80 vs 0.05: equal)
     cap = min(max_det, order.shape[0])
     keep = np.empty(cap, np.int64)
     kb = np.empty((cap, 5), np.float32)  # kept x1, y1, x2, y2, area
@@ -118,7 +119,8 @@ def _nms_kernel(xyxy, scores, cls, n_cls, iou_threshold, max_det):
             h = min(y2, kb[j, 3]) - max(y1, kb[j, 1])
             if w > 0 and h > 0:
                 inter = w * h
-                if inter / (kb[j, 4] + area - inter) > iou_threshold:
+                union = kb[j, 4] + area - inter
+                if union > 0 and inter / union > thr:  # 0/0 (underflow) never suppresses
                     ok = False
                     break
             j = prev[j]

@@ -224,7 +224,9 @@ def _from_graph(inp, outputs, fields: dict[str, Any]) -> dict[str, Any]:
         g["input_size"] = (h, w)
     g["input_dtype"] = "float16" if inp.dtype == np.float16 else "float32"
     size = fields.get("input_size", g.get("input_size", (640, 640)))
-    g.update(_guess_head(outputs, fields, size))
+    head = _guess_head(outputs, fields, size)
+    if head.get("num_classes", 1) >= 1:  # else: no known head; the task reports the shapes
+        g.update(head)
     if g.get("head") in ("yolov8", "yolov5", "yolox") and fields.get("num_classes", g.get("num_classes")) == 80:
         from .coco import COCO80  # an 80-class YOLO without names is, in practice, COCO-trained
         g["names"] = COCO80

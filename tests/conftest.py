@@ -35,3 +35,10 @@ def bus_bgr():
 def zidane_bgr():
     import cv2
     return cv2.imread(str(shared_file("images", "zidane.jpg")))
+
+
+# Property tests are derandomized: CI runs the same examples every time (seeded randomness only).
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("edgerun", derandomize=True, deadline=None)
+_hyp_settings.load_profile("edgerun")
