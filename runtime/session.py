@@ -83,16 +83,14 @@ def check_model_file(path: str) -> str:
 
 def _check_external_data(path: str) -> None:
     import onnx  # only for models that may reference external data
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+    from onnx.external_data_helper import ExternalDataInfo
 
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad model file
         raise ModelError(f"not a valid ONNX model: {path} ({type(exc).__name__}: {exc})") from None
     base = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    for tensor in _get_all_tensors(model):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
+    for tensor in _external_tensors(model):
         loc = ExternalDataInfo(tensor).location
         target = os.path.realpath(os.path.join(base, loc))
         if os.path.isabs(loc) or os.path.commonpath([base, target]) != base:
@@ -101,6 +99,43 @@ def _check_external_data(path: str) -> None:
         if not os.path.isfile(target):
             raise ModelError(f"model {path}: external data file {loc!r} for tensor {tensor.name!r} "
                              "is missing")
+
+
+def _external_tensors(model):
+    """Every TensorProto with external data, wherever the model stores one: initializers, node
+    attributes, subgraphs, sparse tensors, functions, training info (a generic protobuf walk)."""
+    from google.protobuf.message import Message
+    from onnx import TensorProto
+
+    stack = [model]
+    while stack:
+        msg = stack.pop()
+        if isinstance(msg, TensorProto) and msg.data_location == TensorProto.EXTERNAL:
+            yield msg
+        for field, value in msg.ListFields():
+            if field.message_type is not None:
+                stack.extend([value] if isinstance(value, Message) else value)
+
+
+_MAX_ELEMENTS = 2**28  # per static input/output tensor: 1 GiB of float32
+
+
+def _check_shapes(path: str, tensors: Sequence[TensorInfo]) -> None:
+    """Refuse absurd static shapes at load time, before any buffer is allocated for them."""
+    for t in tensors:
+        n = float(np.prod([d for d in t.shape if isinstance(d, int) and d > 0], dtype=np.float64))
+        if n > _MAX_ELEMENTS:
+            raise ModelError(f"{path}: tensor {t.name!r} declares shape {list(t.shape)} ({n:.3g} elements, "
+                             f"over edgerun's limit of {_MAX_ELEMENTS}); not a model edgerun can run")
+
+
+def _ort_reason(exc: Exception) -> str:
+    """ORT's load error without its C++ source locations and function signatures."""
+    import re
+
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r"/onnxruntime_src/\S+:\d+ (\S[^(]*\((?:[^()]|\([^()]*\))*\) )?", "", msg)
 
 
 class Session:
@@ -137,10 +172,10 @@ class Session:
         try:
             self._sess = ort.InferenceSession(self.path, opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several types; all mean a bad model
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"onnxruntime cannot load {self.path}: {msg}") from None
+            raise ModelError(f"onnxruntime cannot load {self.path}: {_ort_reason(exc)}") from None
         self.inputs = tuple(_info(i) for i in self._sess.get_inputs())
         self.outputs = tuple(_info(o) for o in self._sess.get_outputs())
+        _check_shapes(self.path, self.inputs + self.outputs)
         self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
         self._bind = bind_outputs and all(o.static for o in self.outputs)
         self._local = threading.local()

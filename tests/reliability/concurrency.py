@@ -1,0 +1,96 @@
+"""Threads sharing one Detector vs one Detector per thread, against a serial run.
+
+``python concurrency.py MODEL CALLS THREADS`` prints one JSON summary line; it runs in a child
+(tests/reliability/test_concurrency.py, benchmarks/reliability.py) so an abort in a threading
+layer is a failed run, and a deadlock is caught by the caller's timeout (and the join deadline).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+PHOTOS = ("bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg")
+
+
+def make_images(n: int = 24) -> list[tuple[np.ndarray, str]]:
+    """Small frames of varied sizes and aspect ratios (different letterbox geometries), some gray."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    photos = [cv2.imread(str(SHARED / "images" / p)) for p in PHOTOS]
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = int(rng.integers(60, 260)), int(rng.integers(60, 260))
+        small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        out.append((cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), "gray") if i % 5 == 4 else (small, "bgr"))
+    return out
+
+
+def _key(det) -> tuple[bytes, bytes, bytes]:
+    return det.xyxy.tobytes(), det.confidence.tobytes(), det.class_id.tobytes()
+
+
+def _threaded(detectors: list, images: list, calls: int, deadline: float) -> tuple[list, list[str]]:
+    results: list = [None] * calls
+    errors: list[str] = []
+    n = len(detectors)
+
+    def work(t: int) -> None:
+        try:
+            for i in range(t, calls, n):
+                img, fmt = images[i % len(images)]
+                results[i] = _key(detectors[t].detect(img, fmt))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
+    hung = sum(th.is_alive() for th in threads)
+    if hung:
+        errors.append(f"{hung} thread(s) still running at the deadline: deadlock or livelock")
+    return results, errors
+
+
+def run(model: str, calls: int, n_threads: int = 8, timeout: float = 600, threads_first: bool = False) -> dict:
+    """``threads_first``: the threaded runs go before the serial one, so with a cold kernel cache
+    the first calls (and Numba's compilation) happen in 8 threads at once."""
+    from edgerun.runtime import Detector
+
+    images = make_images()
+    shared = Detector.from_path(model)
+    modes = {"shared": [shared] * n_threads, "per_thread": [Detector.from_path(model) for _ in range(n_threads)]}
+    report: dict = {"calls": calls, "threads": n_threads, "threads_first": threads_first}
+    threaded = {}
+    if threads_first:
+        threaded = {m: _timed(_threaded, dets, images, calls, time.monotonic() + timeout) for m, dets in modes.items()}
+    (serial, _), t_serial = _timed(lambda: ([_key(shared.detect(*images[i % len(images)])) for i in range(calls)],
+                                            None))
+    report["serial_s"] = t_serial
+    for mode, dets in modes.items():
+        (res, errors), seconds = threaded.get(mode) or _timed(_threaded, dets, images, calls,
+                                                              time.monotonic() + timeout)
+        report[mode] = {"seconds": seconds, "errors": errors, "missing": sum(r is None for r in res),
+                        "mismatches": sum(r != s for r, s in zip(res, serial))}
+    report["boxes"] = sum(len(k[1]) // 4 for k in serial)
+    return report
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, round(time.perf_counter() - t0, 2)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                         threads_first="--threads-first" in sys.argv[4:])), flush=True)

@@ -1,0 +1,94 @@
+"""Helpers for the reliability suite: child processes (a crash is a failure, not a lost run),
+the edgerun CLI in a child with its peak RSS, and process gauges read from /proc."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+_CLI_DRIVER = """
+import resource, sys
+from edgerun.runtime.cli import main
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print(f"EDGERUN_TEST_MAXRSS_KB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@dataclass
+class ChildResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    maxrss_mb: float | None = None
+
+    @property
+    def crashed(self) -> bool:
+        """Killed by a signal (segfault, abort): negative return code."""
+        return self.returncode < 0
+
+    def describe(self) -> str:
+        sig = f" ({signal.Signals(-self.returncode).name})" if self.crashed else ""
+        return (f"exit {self.returncode}{sig}\n--- stdout (tail)\n{self.stdout[-3000:]}\n"
+                f"--- stderr (tail)\n{self.stderr[-3000:]}")
+
+
+def run_child(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
+              timeout: float = 120, user: int | None = None) -> ChildResult:
+    """Run ``argv`` with stdin closed (no TTY); ``user``: run as that uid/gid via setpriv."""
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"] + argv
+    full_env = dict(os.environ if env is None else env)
+    try:
+        p = subprocess.run(argv, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace")
+        err = (exc.stderr or b"").decode(errors="replace")
+        raise AssertionError(f"child timed out after {timeout} s (deadlock?): {argv[:6]}\n{out[-2000:]}\n"
+                             f"{err[-2000:]}") from None
+    err = p.stderr.decode(errors="replace")
+    m = re.search(r"EDGERUN_TEST_MAXRSS_KB=(\d+)", err)
+    return ChildResult(p.returncode, p.stdout.decode(errors="replace"), err,
+                       int(m.group(1)) / 1024 if m else None)
+
+
+def run_cli(args: list[str], **kw) -> ChildResult:
+    """``edgerun ARGS`` in a child process, reporting its peak RSS."""
+    return run_child([sys.executable, "-c", _CLI_DRIVER, *args], **kw)
+
+
+def run_pytest_child(module: Path, *, env_extra: dict[str, str] | None = None, timeout: float = 240,
+                     extra_args: tuple[str, ...] = ()) -> ChildResult:
+    """pytest on one module in a child, so a segfault fails the calling test instead of the run."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(module.parent),
+            "--confcutdir", str(module.parent), *extra_args, str(module)]
+    return run_child(argv, env=env, cwd=str(module.parent), timeout=timeout)
+
+
+def json_records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (MB), from /proc."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
