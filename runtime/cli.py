@@ -1,4 +1,4 @@
-"""The ``edgerun`` command line: predict, info, warmup.
+"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch.
 
 Exit status: 0 all inputs processed; 1 some inputs could not be read (each reported on stderr,
 the others still processed); 2 usage error, missing/unusable model or source.
@@ -68,8 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("warmup", help="compile and cache every kernel the runtime uses")
 
+    from .stream_cli import add_arguments as add_stream_arguments
+    add_stream_arguments(sub.add_parser("stream", help="pipelined detection on a video, folder, camera or URL"))
+
     from .bench_cli import add_arguments
     add_arguments(sub.add_parser("benchmark", help="time each stage, cold start and peers on a model"))
+    from .batch_run import add_arguments as add_batch_arguments
+    add_batch_arguments(sub.add_parser("batch", help="detect over many files on Ray; write JSONL/Parquet"))
     return p
 
 
@@ -88,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args)
         if args.command == "warmup":
             return _warmup()
+        if args.command == "stream":
+            from .stream_cli import run_stream
+            return run_stream(args)
+        if args.command == "batch":
+            from .batch_run import run_cli
+            return run_cli(args)
         if args.command == "benchmark":
             from .bench_cli import run_benchmark
             return run_benchmark(args)

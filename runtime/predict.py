@@ -31,7 +31,7 @@ def frame_record(frame: Frame, det: Detections | None, names: tuple[str, ...]) -
     key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
     rec: dict[str, Any] = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
                            key: det.to_records(names) if det is not None else [],
-                           "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det else {}}
+                           "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
     if frame.error:
         rec["error"] = frame.error
     return rec

@@ -1,0 +1,214 @@
+"""Offline batch inference on Ray Data: ``edgerun batch`` and the ``BatchDetector`` callable class.
+
+Ray is an optional extra (``pip install "edgerun[ray]"``), imported lazily.
+
+Python API, for Ray Data users::
+
+    import ray
+    from edgerun.runtime.batch import BatchDetector, actor_cpus
+
+    ds = ray.data.read_binary_files("s3://bucket/photos/", include_paths=True)
+    out = ds.map_batches(BatchDetector, fn_constructor_kwargs={"model": "/models/yolov8n.onnx"},
+                         compute=ray.data.ActorPoolStrategy(size=4), num_cpus=actor_cpus(1),
+                         batch_size=16)
+    out.write_parquet("s3://bucket/detections/")
+
+Each actor opens one ONNX Runtime session whose intra-op threads equal the CPUs Ray assigned to
+it. A batch holds one of these columns: ``bytes`` (encoded images, as ``read_binary_files``
+gives), ``image`` (decoded uint8 BGR frames) or ``path`` (files read inside the actor; a video
+yields every frame, in order). ``path``/``source`` and ``frame`` name the rows. The result is an
+Arrow table with ``row_schema()``: the fields of ``edgerun predict --json`` plus ``error`` (null when
+fine) and ``worker`` (host:pid of the actor).
+
+Resource sizing that cannot deadlock: Ray Data's read tasks need CPU slots too (1 CPU each by
+default), so actors that reserve every CPU starve them and the job hangs (two 1-CPU actors on two
+cores do). ``actor_cpus(threads)`` reserves ``threads - 0.5``: two actors on two cores leave a whole
+CPU for reads. ``edgerun batch`` also reads files inside the actors (its dataset holds paths, so
+there are no read tasks at all).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from edgerun.kernels.errors import EdgerunError
+
+from .detector import Detector
+from .predict import frame_record
+from .sources import VIDEO_EXTS, Frame, ImageError, _video_frames, read_image
+
+__all__ = ["BatchDetector", "RAY_REQUIREMENT", "actor_cpus", "decode_image",
+           "require_ray", "row_schema"]
+
+RAY_REQUIREMENT = "ray[data,client]>=2.60"  # tested on 2.60.0; `client` is for ray:// addresses
+INSTALL_HINT = (f"edgerun batch needs Ray Data: pip install \"edgerun[ray]\" "
+                f"(or pip install \"{RAY_REQUIREMENT}\")")
+READ_SLACK = 0.5  # CPU each actor leaves unreserved, so Ray Data read tasks always get a slot
+
+
+def require_ray():
+    """Import ray and ray.data, or raise an ``EdgerunError`` that says how to install them."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise EdgerunError(f"{INSTALL_HINT} ({exc})") from None
+    return ray
+
+
+def actor_cpus(threads: int, slack: float = READ_SLACK) -> float:
+    """``num_cpus`` to reserve for an actor running ``threads`` ORT threads: a little less than
+    ``threads``, so N actors on N cores still leave slots for Ray Data's read tasks."""
+    return max(0.05, float(threads) - slack) if threads >= 1 else float(threads)
+
+
+def row_schema():
+    """The Arrow schema of one result row (``pyarrow`` imported lazily)."""
+    import pyarrow as pa
+
+    det = pa.struct([("xyxy", pa.list_(pa.float64())), ("confidence", pa.float64()),
+                     ("class_id", pa.int64()), ("class_name", pa.string())])
+    speed = pa.struct([("preprocess", pa.float64()), ("inference", pa.float64()),
+                       ("postprocess", pa.float64())])
+    return pa.schema([("source", pa.string()), ("frame", pa.int64()), ("width", pa.int64()),
+                      ("height", pa.int64()), ("detections", pa.list_(det)), ("speed_ms", speed),
+                      ("error", pa.string()), ("worker", pa.string())])
+
+
+def decode_image(data: bytes | np.ndarray, source: str) -> np.ndarray:
+    """Decode encoded image bytes to BGR uint8 with ``read_image``'s checks (empty files,
+    decompression bombs, corrupt PNGs), errors naming ``source``."""
+    import cv2
+
+    from . import sources
+
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
+        else np.asarray(data, np.uint8).ravel()
+    if buf.size == 0:
+        raise ImageError(f"{source}: file is empty")
+    size, limit = sources.declared_size(buf), sources.max_image_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageError(f"{source}: image declares {size[0]}x{size[1]} pixels, over the limit of "
+                         f"{limit / 1e6:g} MP (a decompression bomb?); see EDGERUN_MAX_IMAGE_PIXELS")
+    overrun = sources._png_overrun(buf)
+    if overrun:
+        raise ImageError(f"{source}: corrupt PNG: {overrun}")
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None:
+        raise ImageError(f"{source}: not a decodable image ({buf.size} bytes)")
+    return img
+
+
+def _assigned_threads() -> int:
+    """Intra-op threads for this actor: the CPUs Ray assigned to it, rounded up."""
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    except Exception:  # noqa: BLE001 - not inside Ray: use the process budget
+        cpus = 0.0
+    if cpus <= 0:
+        from .session import cpu_budget
+        return cpu_budget()
+    return max(1, int(np.ceil(cpus - 1e-6)))
+
+
+class BatchDetector:
+    """A Ray Data callable class: one ``Detector`` (one ORT session) per actor.
+
+    ``ds.map_batches(BatchDetector, fn_constructor_kwargs={"model": path, ...}, ...)``; constructor
+    keywords are those of ``Detector.from_path`` (``score_threshold``, ``iou_threshold``,
+    ``max_detections``, ``threads`` (default: the actor's CPUs), spec overrides).
+    """
+
+    def __init__(self, model: str, score_threshold: float = 0.25, iou_threshold: float = 0.7,
+                 max_detections: int = 300, *, threads: int | None = None,
+                 crash_marker: str | None = None, **options: Any):
+        self.detector = Detector.from_path(model, score_threshold, iou_threshold, max_detections,
+                                           threads=threads or _assigned_threads(), **options)
+        self.names = self.detector.spec.names
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._crash_marker = crash_marker  # tests only: die once, mid-job, to test actor restarts
+        self._calls = 0
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        """A batch of ``bytes`` / ``image`` / ``path`` rows -> an Arrow table of result rows."""
+        import pyarrow as pa
+
+        self._maybe_crash()
+        rows = [self._row(frame) for frame in _frames(batch)]
+        return pa.Table.from_pylist(rows, schema=row_schema())
+
+    def _row(self, frame: Frame) -> dict[str, Any]:
+        det = None
+        if frame.error is None:
+            try:
+                det = self.detector.detect(frame.image)
+            except EdgerunError as exc:
+                frame.error = f"{frame.source}: {exc}"
+        rec = frame_record(frame, det, self.names)
+        rec["error"] = frame.error or None
+        # frame_record tests `if det`, which is False for zero detections: time those frames too
+        rec["speed_ms"] = {k: round(v, 3) for k, v in det.timings.items()} if det is not None else None
+        rec["worker"] = self.worker
+        return rec
+
+    def _maybe_crash(self) -> None:
+        marker, self._calls = self._crash_marker, self._calls + 1
+        if marker and self._calls > 1 and os.path.exists(marker):  # after a first batch went out
+            try:
+                os.rename(marker, marker + ".fired")  # atomic: exactly one actor claims it
+            except OSError:
+                return
+            os._exit(17)
+
+
+def _column(batch: dict[str, np.ndarray], *names: str) -> Sequence[Any] | None:
+    for name in names:
+        if name in batch:
+            return batch[name]
+    return None
+
+
+def _frames(batch: dict[str, np.ndarray]) -> Iterator[Frame]:
+    """The frames of a batch, from its ``image``, ``bytes`` or ``path`` column."""
+    sources = _column(batch, "source", "path")
+    indices = _column(batch, "frame")
+    images, blobs = _column(batch, "image"), _column(batch, "bytes")
+    payload = images if images is not None else blobs
+    if payload is None:
+        if sources is None:
+            raise EdgerunError(f"batch columns {sorted(batch)}: expected 'bytes', 'image' or 'path'")
+        for path in sources:
+            yield from _path_frames(str(path))
+        return
+    for i, item in enumerate(payload):
+        src = str(sources[i]) if sources is not None else f"row{i}"
+        idx = int(indices[i]) if indices is not None else 0
+        if images is not None:
+            yield Frame(src, idx, np.ascontiguousarray(item, dtype=np.uint8))
+            continue
+        try:
+            yield Frame(src, idx, decode_image(item, src))
+        except ImageError as exc:
+            yield Frame(src, idx, None, str(exc))
+
+
+def _path_frames(path: str) -> Iterator[Frame]:
+    """One image file -> one frame; one video -> every frame in order; errors -> an error frame."""
+    if os.path.splitext(path)[1].lower() in VIDEO_EXTS:
+        if not os.path.isfile(path):
+            yield Frame(path, 0, None, f"{path}: cannot open video (no such file)")
+            return
+        yield from _video_frames(path)
+        return
+    try:
+        yield Frame(path, 0, read_image(path))
+    except ImageError as exc:
+        yield Frame(path, 0, None, str(exc))
