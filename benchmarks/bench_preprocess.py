@@ -17,9 +17,11 @@ from typing import Callable
 
 import cv2
 import numpy as np
+import numba
 from numba import prange
 
 from edgerun.kernels import letterbox, plan
+from edgerun.kernels import camera as C
 from edgerun.kernels import preprocess as P
 from edgerun.kernels._jit import jit
 from edgerun.runtime.bench import machine_record, summarize
@@ -83,12 +85,12 @@ def opencv_chain(frame: np.ndarray, fmt: str, size: int) -> Callable[[], np.ndar
 
 
 @jit(parallel=True)
-def _bgr_parallel(img, o, lut, padv, tx, xmode, ty, box):
-    """prange twin of preprocess._bgr_kernel (rows are independent)."""
-    for dy in prange(o.shape[1]):
-        if P._pad_row(o, padv, box, dy):
-            ry = dy - box[0]
-            P._bgr_row(img, o, lut, tx, xmode, dy, ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry], box[2], box[3])
+def _bgr_parallel(img, tx, src, xo, w, coff, xmode, o, lut, padv, ty, box, bands):
+    """prange twin of camera.bgr_kernel: ``bands`` independent row bands, each with its own ring."""
+    step = (o.shape[1] + bands - 1) // bands
+    for b in prange(bands):
+        y0, y1 = b * step, min(o.shape[1], (b + 1) * step)
+        C._bgr_rows(img, tx, src, xo, w, coff, xmode, o, lut, padv, ty, box, y0, y1)
 
 
 def parallel_twin(frame: np.ndarray, size: int, out: np.ndarray) -> Callable[[], None]:
@@ -97,8 +99,12 @@ def parallel_twin(frame: np.ndarray, size: int, out: np.ndarray) -> Callable[[],
     lut, padv = P._tables(1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 114.0, False)
     box = P._box(g)
     ty, _ = P._taps(g.src_h, g.new_h, int(box[0]) - g.top, int(box[1] - box[0]), False)
-    tx, xmode = P._taps(g.src_w, g.new_w, int(box[2]) - g.left, int(box[3] - box[2]), True)
-    return lambda: _bgr_parallel(frame, out[::-1], lut, padv, tx, xmode, ty, box)
+    rows, sx, flip, coff = P._flat(frame)
+    x0, nx = int(box[2]) - g.left, int(box[3] - box[2])
+    xo, w, xmode, _ = P._htaps(g.src_w, g.new_w, x0, nx, sx, flip)
+    tx, _ = P._taps(g.src_w, g.new_w, x0, nx, True)
+    bands = 4 * max(1, numba.get_num_threads())
+    return lambda: _bgr_parallel(frame, tx, rows, xo, w, coff, xmode, out[::-1], lut, padv, ty, box, bands)
 
 
 def main() -> None:

@@ -5,8 +5,10 @@ resize-short + centre-crop); ``letterbox`` samples the source straight into the 
 
 Resampling reproduces ``cv2.resize(..., INTER_LINEAR)`` on uint8 bit for bit: half-pixel centres,
 border clamp, 11-bit fixed-point weights and OpenCV's SIMD rounding of the vertical pass. YUV frames
-are converted per sampled pixel with OpenCV's BT.601 integer formula (``cv2.cvtColor``), so the tensor
-equals OpenCV's chain without ever building an intermediate BGR image. The normalisation
+are converted with OpenCV's BT.601 integer formula (``cv2.cvtColor``), so the tensor equals OpenCV's
+chain without ever building an intermediate image. The compiled kernels live in ``camera.py``
+(separable resampling through a ring of resampled rows); this module plans, validates and builds
+their tables. The normalisation
 ``(x*scale - mean)/std`` is a 256-entry table per channel; float16 tables hold the bits of the
 float32 table cast to float16, so float16 output is exactly the float32 output cast.
 """
@@ -16,10 +18,9 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import uintp
 
 from . import _check
-from ._jit import inner, jit
+from .camera import bgr_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
 __all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS"]
@@ -128,12 +129,26 @@ def _taps(src: int, new: int, start: int, count: int, clamp: bool) -> tuple[np.n
         f[i >= src - 1] = 0
     w0 = np.rint((np.float32(1) - f) * np.float32(2048))
     w1 = np.rint(f * np.float32(2048))
-    # w0 + w1 is 2048, or 2049 at float32 near-ties; either way _blend stays within 0..255
+    # w0 + w1 is 2048, or 2049 at float32 near-ties; either way camera._vpass stays within 0..255
     if w0.min(initial=0) < 0 or (w0 + w1).max(initial=0) > 2049:
         raise AssertionError("preprocess: resampling weights out of range")  # pragma: no cover
     t = np.stack([np.clip(i, 0, src - 1), np.clip(i + 1, 0, src - 1), w0, w1]).astype(np.int32)
     t.flags.writeable = False
     return t, (0 if not w1.any() else 1 if (w0 == 1024).all() and (w1 == 1024).all() else 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _htaps(src: int, new: int, start: int, count: int, sx: int, flip: bool):
+    """Horizontal taps as flat row offsets for pixels ``sx`` bytes apart (reversed: x -> src-1-x):
+    offsets (2, count) intp, weights (2, count) int32, the mode (``_taps``) and the sorted source
+    columns the taps read (int32; YUV converts only those)."""
+    t, mode = _taps(src, new, start, count, True)
+    cols = np.unique(np.concatenate([t[0], t[1][t[3] != 0]])).astype(np.int32)
+    xo = ((src - 1 - t[:2]) if flip else t[:2]).astype(np.intp) * sx
+    w = np.ascontiguousarray(t[2:])
+    for a in (xo, w, cols):
+        a.flags.writeable = False
+    return xo, w, mode, cols
 
 
 @functools.lru_cache(maxsize=32)
@@ -147,136 +162,6 @@ def _tables(scale: float, mean: tuple, std: tuple, pad: float, f16: bool):
         lut, padv = lut.astype(np.float16).view(np.uint16), padv.astype(np.float16).view(np.uint16)
     lut.flags.writeable = padv.flags.writeable = False
     return lut, padv
-
-
-# --------------------------------------------------------------------------------- kernels
-# tx/ty rows: tap 0, tap 1, weight 0, weight 1 (see _taps). Indices are cast to uintp, which spares
-# numba's negative-index wraparound (~25% faster). Exact shortcuts of OpenCV's arithmetic:
-# weight 1 == 0 implies weight 0 == 2048 and the skipped tap adds exactly 0; both axes so -> the
-# source pixel itself (integer downscale, e.g. 1080p -> 640); both axes 1024/1024 (exact 2x) ->
-# (s00 + s01 + s10 + s11 + 2) >> 2, which is also what cv2 computes there (INTER_AREA fast path).
-# Serial on purpose: a prange twin (benchmarks/bench_preprocess.py --parallel) gained 1.3-1.8x on an
-# idle 2-core machine but lost 3-25x whenever another process competed for a core (as inference does).
-@inner
-def _blend(h0, h1, b0, b1):
-    """OpenCV's vertical fixed-point pass (VResizeLinearVec_32s8u); always within 0..255."""
-    return uintp(((((h0 >> 4) * b0) >> 16) + (((h1 >> 4) * b1) >> 16) + 2) >> 2)
-
-
-@inner
-def _fill(o, padv, dy, x0, x1):
-    for c in range(3):
-        v = padv[c]
-        for dx in range(x0, x1):
-            o[c, dy, dx] = v
-
-
-@inner
-def _pad_row(o, padv, box, dy) -> bool:
-    """Write the padding of output row ``dy``; True when the row also has image pixels."""
-    if dy < box[0] or dy >= box[1]:
-        _fill(o, padv, dy, 0, o.shape[2])
-        return False
-    _fill(o, padv, dy, 0, box[2])
-    _fill(o, padv, dy, box[3], o.shape[2])
-    return True
-
-
-@inner
-def _row_mode(xmode, b0, b1):
-    """0: nearest, 1: 2x average, 2: general bilinear, for one output row."""
-    if xmode == 0 and b1 == 0:
-        return 0
-    return 1 if xmode == 1 and b0 == 1024 and b1 == 1024 else 2
-
-
-@inner
-def _bgr_row(img, o, lut, tx, xmode, dy, r0, r1, b0, b1, x0, x1):
-    mode, xone, yone = _row_mode(xmode, b0, b1), xmode == 0, b1 == 0
-    dy, r0, r1 = uintp(dy), uintp(r0), uintp(r1)
-    for dx in range(uintp(x0), uintp(x1)):
-        k = dx - uintp(x0)
-        xa, xb, a0, a1 = uintp(tx[0, k]), uintp(tx[1, k]), tx[2, k], tx[3, k]
-        for c in range(3):
-            if mode == 0:
-                v = uintp(img[r0, xa, c])
-            elif mode == 1:
-                v = (uintp(img[r0, xa, c]) + uintp(img[r0, xb, c]) + uintp(img[r1, xa, c])
-                     + uintp(img[r1, xb, c]) + uintp(2)) >> uintp(2)
-            else:
-                h0 = np.int32(img[r0, xa, c]) * a0
-                h1 = np.int32(0)
-                if not xone:
-                    h0 += np.int32(img[r0, xb, c]) * a1
-                if not yone:
-                    h1 = np.int32(img[r1, xa, c]) * a0
-                    if not xone:
-                        h1 += np.int32(img[r1, xb, c]) * a1
-                v = _blend(h0, h1, b0, b1)
-            o[c, dy, dx] = lut[c, v]
-
-
-@jit
-def _bgr_kernel(img, o, lut, padv, tx, xmode, ty, box):
-    """3-channel uint8 source (any strides) -> o[c, y, x] (channel c = source channel c)."""
-    for dy in range(o.shape[1]):
-        if _pad_row(o, padv, box, dy):
-            ry = dy - box[0]
-            _bgr_row(img, o, lut, tx, xmode, dy, ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry], box[2], box[3])
-
-
-@inner
-def _chroma(up, vp, rc, xc):
-    """OpenCV's BT.601 chroma terms (b, g, r) of chroma sample (rc, xc), rounding offset included."""
-    u, v = np.int32(up[rc, xc]) - 128, np.int32(vp[rc, xc]) - 128
-    return 2116026 * u + 524288, -852492 * v - 409993 * u + 524288, 1673527 * v + 524288
-
-
-@inner
-def _px(yp, r, x, ch):
-    """Pixel (r, x) -> (b, g, r) exactly as cv2.cvtColor(COLOR_YUV2BGR_*); ``ch`` from _chroma."""
-    y = max(np.int32(yp[r, x]) - 16, 0) * 1220542
-    return (min(max((y + ch[0]) >> 20, 0), 255), min(max((y + ch[1]) >> 20, 0), 255),
-            min(max((y + ch[2]) >> 20, 0), 255))
-
-
-@inner
-def _yuv_row(yp, up, vp, cs, o, lut, tx, xmode, dy, r0, r1, b0, b1, x0, x1):
-    mode, xone, yone = _row_mode(xmode, b0, b1), xmode == 0, b1 == 0
-    dy, r0, r1 = uintp(dy), uintp(r0), uintp(r1)
-    c0, c1, one = r0 >> uintp(cs), r1 >> uintp(cs), uintp(1)
-    for dx in range(uintp(x0), uintp(x1)):
-        k = dx - uintp(x0)
-        xa, xb, a0, a1 = uintp(tx[0, k]), uintp(tx[1, k]), tx[2, k], tx[3, k]
-        ua, ub = xa >> one, xb >> one
-        ch = _chroma(up, vp, c0, ua)
-        p00 = _px(yp, r0, xa, ch)
-        if mode == 0:
-            for c in range(3):
-                o[c, dy, dx] = lut[c, uintp(p00[c])]
-            continue
-        chb = ch if ub == ua else _chroma(up, vp, c0, ub)
-        p01 = p00 if xone else _px(yp, r0, xb, chb)
-        if not yone and c1 != c0:
-            ch, chb = _chroma(up, vp, c1, ua), _chroma(up, vp, c1, ub)
-        p10 = p00 if yone else _px(yp, r1, xa, ch)
-        p11 = p10 if xone else (p01 if yone else _px(yp, r1, xb, chb))
-        for c in range(3):
-            if mode == 1:
-                v = uintp((p00[c] + p01[c] + p10[c] + p11[c] + 2) >> 2)
-            else:
-                v = _blend(p00[c] * a0 + p01[c] * a1, p10[c] * a0 + p11[c] * a1, b0, b1)
-            o[c, dy, dx] = lut[c, v]
-
-
-@jit
-def _yuv_kernel(yp, up, vp, cs, o, lut, padv, tx, xmode, ty, box):
-    """Y plane (H, W), U/V planes at half width and ``H >> cs`` rows -> o[c, y, x] in B, G, R order."""
-    for dy in range(o.shape[1]):
-        if _pad_row(o, padv, box, dy):
-            ry = dy - box[0]
-            _yuv_row(yp, up, vp, cs, o, lut, tx, xmode, dy, ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry],
-                     box[2], box[3])
 
 
 # ------------------------------------------------------------------------------- wrappers
@@ -352,6 +237,27 @@ def _dtype(dtype) -> np.dtype:
     return dt
 
 
+_BGR = np.arange(3, dtype=np.intp)  # channel offsets of packed pixels
+_BGR.flags.writeable = False
+
+
+def _flat(img: np.ndarray):
+    """(H, W, 3) uint8 view, any strides -> (rows, sx, flip, coff): pixel (r, x, c) is
+    ``rows[r, x' * sx + coff[c]]`` with x' = x (W-1-x when flip); rows (H, L) has unit element
+    stride (a view, no copy). Gray's 0 channel stride gives coff = 0, 0, 0."""
+    if img.flags.c_contiguous:  # the common case, without as_strided's ~20 us
+        return img.reshape(img.shape[0], -1), 3, False, _BGR
+    flip = img.strides[1] < 0
+    img = img[:, ::-1] if flip else img
+    sc = img.strides[2]
+    coff = _BGR * sc if sc >= 0 else _BGR[::-1] * -sc
+    img = img[:, :, ::-1] if sc < 0 else img
+    length = (img.shape[1] - 1) * img.strides[1] + 2 * abs(sc) + 1
+    rows = np.lib.stride_tricks.as_strided(img, (img.shape[0], length), (img.strides[0], 1),
+                                           writeable=False)
+    return rows, img.strides[1], flip, coff
+
+
 @functools.lru_cache(maxsize=64)
 def _box(g: Geometry) -> np.ndarray:
     """Tensor rows/columns covered by the image: y0, y1, x0, x1 (empty when fully cropped)."""
@@ -391,9 +297,13 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
     o = o[::-1] if swap else o
     box = _box(geo)
     ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
-    tx, xmode = _taps(w, geo.new_w, int(box[2]) - geo.left, int(box[3] - box[2]), True)
-    if len(planes) == 1:
-        _bgr_kernel(planes[0], o, lut, padv, tx, xmode, ty, box)
-    else:
-        _yuv_kernel(*planes, o, lut, padv, tx, xmode, ty, box)
+    x0, nx = int(box[2]) - geo.left, int(box[3] - box[2])
+    if len(planes) == 1:  # modes 0/1 index the (H, W, 3) view with tx; mode 2 reads flat rows
+        rows, sx, flip, coff = _flat(planes[0])
+        xo, wts, xmode, _ = _htaps(w, geo.new_w, x0, nx, sx, flip)
+        tx, _ = _taps(w, geo.new_w, x0, nx, True)
+        bgr_kernel(planes[0], tx, rows, xo, wts, coff, xmode, o, lut, padv, ty, box)
+    else:  # packed BGR lines: pixel x, channel c at 3 * x + c
+        xo, wts, xmode, cols = _htaps(w, geo.new_w, x0, nx, 1, False)
+        yuv_kernel(*planes, cols, xo, wts, xmode, o, lut, padv, ty, box)
     return out, geo
