@@ -55,11 +55,15 @@ class _Signals:
 
     def __init__(self, runner: StreamRunner):
         self.runner, self.count, self._old = runner, 0, {}
+        self.active = True  # inside the result loop: a second signal raises _Abort there
 
     def __call__(self, signum, _frame) -> None:
         self.count += 1
         if self.count > 1:
-            raise _Abort()
+            if self.active:
+                raise _Abort()
+            print("edgerun: aborted", file=sys.stderr, flush=True)  # already past the loop
+            os._exit(130)
         print(f"edgerun: {signal.Signals(signum).name}: stopping, draining frames in flight "
               "(again to abort)", file=sys.stderr, flush=True)
         self.runner.stop(drain=True)
@@ -71,8 +75,11 @@ class _Signals:
         return self
 
     def restore(self) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        """Back to the previous handlers, unless a signal came: then a second one still exits 130."""
+        self.active = False
+        if self.count == 0:
+            for s, h in self._old.items():
+                signal.signal(s, h)
 
 
 class _Sinks:
@@ -179,7 +186,12 @@ def run_stream(args) -> int:
     print(f"{sinks.frames} frame(s), {s['dropped']} dropped, {s['errors']} error(s), {s['reconnects']} "
           f"reconnect(s), {time.perf_counter() - t0:.2f} s" + (f"; annotated video in {args.save}" if args.save else ""),
           file=sys.stderr)
-    return code or (1 if sinks.errors else 0)
+    code = code or (1 if sinks.errors else 0)
+    if signals.count:  # stopped by a signal: everything is flushed; do not wait on a reader stuck
+        sys.stdout.flush()  # in a blocking network read (interpreter exit would join it)
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _log_event(e: dict) -> None:
