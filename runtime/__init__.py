@@ -4,24 +4,39 @@
     det = Detector.from_path("yolov8n.onnx")
     d = det.detect(bgr_image)   # d.xyxy, d.confidence, d.class_id, d.timings
     m = open_model("any.onnx")  # Detector / PoseDetector / Segmenter / Classifier from the spec
+    for r in stream("model.onnx", "clip.mp4"): ...
+
+Names are imported on first use (PEP 562), so ``import edgerun.runtime`` stays cheap and a script
+that only needs ``Detector`` never loads the stream, tracker or task modules.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueError
 
-from .classifier import Classifier
-from .detector import Detector
-from .face import FaceDetector
-from .pose import PoseDetector
-from .results import Classifications, Detections, SemanticMask
-from .segmenter import Segmenter
-from .semantic import SemanticSegmenter
-from .session import ModelError, Session, cpu_budget
-from .spec import ModelSpec, resolve_spec
-from .tasks import open_model
-from . import stream  # a callable module: stream(model, source, ...) iterates StreamResults
-from .stream import StreamResult, StreamRunner
-from .tracker import ByteTracker
+_WHERE = {
+    "open_model": "tasks", "Detector": "detector", "PoseDetector": "pose", "Segmenter": "segmenter",
+    "Classifier": "classifier", "FaceDetector": "face", "SemanticSegmenter": "semantic",
+    "Detections": "results", "Classifications": "results", "SemanticMask": "results",
+    "ModelSpec": "spec", "resolve_spec": "spec", "Session": "session", "ModelError": "session",
+    "cpu_budget": "session", "StreamRunner": "stream", "StreamResult": "stream",
+    "ByteTracker": "tracker",
+}
 
-__all__ = ["open_model", "Detector", "PoseDetector", "Segmenter", "Classifier", "FaceDetector",
-           "SemanticSegmenter", "Detections", "Classifications", "SemanticMask", "ModelSpec", "Session", "ModelError", "EdgerunError",
-           "EdgerunTypeError", "EdgerunValueError", "cpu_budget", "resolve_spec",
-           "stream", "StreamRunner", "StreamResult", "ByteTracker"]
+__all__ = [*_WHERE, "stream", "EdgerunError", "EdgerunTypeError", "EdgerunValueError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "stream":  # a callable module: stream(model, source, ...) iterates StreamResults
+        return importlib.import_module(".stream", __name__)
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgerun.runtime' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

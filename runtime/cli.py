@@ -6,6 +6,7 @@ the others still processed); 2 usage error, missing/unusable model or source.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -42,7 +43,18 @@ def _translate_kv(argv: list[str]) -> list[str]:
     return head + out if head else out
 
 
-def _parser() -> argparse.ArgumentParser:
+# Commands whose options and code live in their own modules: (module, entry point, help)
+_COMMANDS = {
+    "stream": ("edgerun.runtime.stream_cli", "run_stream",
+               "pipelined detection on a video, folder, camera or URL"),
+    "benchmark": ("edgerun.runtime.bench_cli", "run_benchmark",
+                  "time each stage, cold start and peers on a model"),
+    "batch": ("edgerun.runtime.batch_run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
+    "export": ("edgerun.export.cli", "run_export", "finish an ONNX model: metadata, fp16/int8, verified"),
+}
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgerun", description="Fast, faithful vision inference on edge CPUs.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what was inferred")
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,13 +80,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("warmup", help="compile and cache every kernel the runtime uses")
 
-    from .stream_cli import add_arguments as add_stream_arguments
-    add_stream_arguments(sub.add_parser("stream", help="pipelined detection on a video, folder, camera or URL"))
-
-    from .bench_cli import add_arguments
-    add_arguments(sub.add_parser("benchmark", help="time each stage, cold start and peers on a model"))
-    from .batch_run import add_arguments as add_batch_arguments
-    add_batch_arguments(sub.add_parser("batch", help="detect over many files on Ray; write JSONL/Parquet"))
+    for name, (module, run, help_text) in _COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text)
+        if only in (None, name):  # only the chosen command's options are built (and imported)
+            importlib.import_module(module).add_arguments(sp)
     return p
 
 
@@ -82,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "predict":
         argv = ["predict"] + _translate_kv(argv[1:])
-    args = _parser().parse_args(argv)
+    only = argv[0] if argv and argv[0] in ("predict", "info", "warmup", *_COMMANDS) else None
+    args = _parser(only).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(message)s", stream=sys.stderr)
     try:
@@ -93,15 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args)
         if args.command == "warmup":
             return _warmup()
-        if args.command == "stream":
-            from .stream_cli import run_stream
-            return run_stream(args)
-        if args.command == "batch":
-            from .batch_run import run_cli
-            return run_cli(args)
-        if args.command == "benchmark":
-            from .bench_cli import run_benchmark
-            return run_benchmark(args)
+        if args.command in _COMMANDS:
+            module, run, _ = _COMMANDS[args.command]
+            return getattr(importlib.import_module(module), run)(args)
     except EdgerunError as exc:
         print(f"edgerun: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,52 @@
+"""``edgerun export``: finish an ONNX detector (metadata, fp16/int8) behind a verification gate.
+
+Exit status (via ``edgerun.runtime.cli``): 0 written and verified; 2 on any error, including a failed
+verification (nothing is written then unless ``--force``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_arguments", "run_export"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="ONNX model to finish (e.g. from `yolo export format=onnx`)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="file to write")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--half", action="store_true", help="fp16 weights and compute (float32 I/O)")
+    prec.add_argument("--int8", action="store_true", help="int8 static QDQ; needs --calib DIR")
+    p.add_argument("--calib", metavar="DIR", help="calibration images for --int8 (50-200 typical)")
+    p.add_argument("--calib-max", type=int, default=200, help="use at most this many calibration images")
+    p.add_argument("--verify-images", metavar="DIR", help="images for the verification gate "
+                   "(default: generated demo scenes; pass real ones for a meaningful check)")
+    p.add_argument("--imgsz", type=int, nargs="+", help="model input size H [W] (dynamic models)")
+    p.add_argument("--min-f1", type=float, help="box agreement needed (default 0.99; int8 0.9)")
+    p.add_argument("--force", action="store_true", help="write the file even if verification fails")
+    p.add_argument("--threads", type=int, help="CPU threads for verification")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+def _progress(i: int, n: int) -> None:
+    end = "\n" if i == n else ""
+    print(f"\rcalibrating {i}/{n}", end=end, file=sys.stderr, flush=True)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .finish import finish_onnx
+
+    precision = "fp16" if args.half else "int8" if args.int8 else "fp32"
+    imgsz = None
+    if args.imgsz:
+        imgsz = (args.imgsz[0], args.imgsz[-1])
+    report = finish_onnx(args.source, args.output, precision=precision, calib=args.calib,
+                         calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
+                         force=args.force, min_f1=args.min_f1, threads=args.threads, progress=_progress)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2, default=str))
+    else:
+        status = "written (verification FAILED, forced)" if report["forced"] else "written"
+        print(f"{report['path']}: {status}\n{report['table']}")
+    return 0

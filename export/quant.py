@@ -1,0 +1,111 @@
+"""Precision conversions of an ONNX model: fp16 (weights + compute, float32 I/O) and int8 static QDQ.
+
+fp16 uses ONNX Runtime's own ``onnxruntime.transformers.float16.convert_float_to_float16`` (a copy of
+onnxconverter-common's converter shipped inside the onnxruntime wheel), so no extra dependency.
+int8 uses ``onnxruntime.quantization.quantize_static`` (QDQ U8S8, per-channel weights, MinMax) with the
+detection head's tail (box decode, DFL, sigmoid, the output Concat) kept in float: one shared scale
+for box coordinates (0..640) and class scores (0..1) rounds every score to 0.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["head_tail_nodes", "to_fp16", "to_int8", "is_quantized", "ImageFeed"]
+
+# Ops that carry trained weights: the walk back from the output stops at them (they stay quantizable)
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_QUANT_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "DequantizeLinear",
+              "QuantizeLinear", "DynamicQuantizeLinear"}
+_MAX_FIXED_WEIGHTS = 64  # e.g. the DFL's 1x16x1x1 arange conv: part of the decode, not a trained layer
+
+
+def is_quantized(model) -> bool:
+    """True when the graph already holds quantization ops (int8 dynamic/static exports)."""
+    return any(n.op_type in _QUANT_OPS for n in model.graph.node)
+
+
+def head_tail_nodes(model) -> list[str]:
+    """Names of the nodes between the last trained layers and the graph outputs (decode tail).
+
+    Walks back from every graph output through producers, stopping at weight-bearing layers
+    (Conv/Gemm/MatMul with more than a handful of weights), which are left out of the tail.
+    """
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    tail: dict[str, None] = {}
+    stack = [o.name for o in model.graph.output]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        node = producer.get(tensor)
+        if node is None or tensor in seen:
+            continue
+        seen.add(tensor)
+        if _is_trained_layer(node, sizes):
+            continue
+        tail[node.name] = None
+        stack.extend(node.input)
+    return list(tail)
+
+
+def _is_trained_layer(node, sizes: dict[str, int]) -> bool:
+    if node.op_type not in _WEIGHT_OPS:
+        return False
+    weights = [sizes[i] for i in node.input[1:2] if i in sizes]
+    return not weights or weights[0] > _MAX_FIXED_WEIGHTS  # weights from a tensor: treat as trained
+
+
+def to_fp16(model):
+    """fp16 weights and compute, float32 inputs/outputs (a Cast at each end)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+class ImageFeed:
+    """A ``CalibrationDataReader``: each image through ``preprocess`` (edgerun's letterbox)."""
+
+    def __init__(self, images: Sequence[str], read: Callable[[str], np.ndarray],
+                 preprocess: Callable[[np.ndarray], np.ndarray], input_name: str,
+                 progress: Callable[[int, int], None] | None = None):
+        self.images, self.read, self.preprocess = list(images), read, preprocess
+        self.input_name, self.progress = input_name, progress
+        self._it: Iterator[int] = iter(range(len(self.images)))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        i = next(self._it, None)
+        if i is None:
+            return None
+        if self.progress:
+            self.progress(i + 1, len(self.images))
+        return {self.input_name: np.array(self.preprocess(self.read(self.images[i])), copy=True)}
+
+    def rewind(self) -> None:
+        self._it = iter(range(len(self.images)))
+
+
+def to_int8(src_path: str, out_path: str, feed: ImageFeed, exclude: Sequence[str]) -> None:
+    """Static int8 QDQ (uint8 activations, int8 per-channel weights, MinMax) with ``exclude`` float.
+
+    U8S8, not ORT's default S8S8: measured on a 2-core AVX-512 VNNI Xeon with yolov8n 640, U8S8 ran
+    at 0.60x the fp32 latency and S8S8 at 2.2x (same box agreement, F1 0.96 vs fp32)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quiet = _DropAdvice()  # ORT logs "consider pre-processing" on the root logger on every call
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_static(src_path, out_path, feed, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()

@@ -1,0 +1,196 @@
+"""finish_onnx / `edgerun export`: metadata, fp16, int8 QDQ with the head kept float, the gate."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgerun.export import ExportError, finish_onnx
+from edgerun.export import quant
+from edgerun.runtime.session import ModelError, Session
+from edgerun.runtime.spec import SCHEMA_KEY, resolve_spec
+
+from conftest import shared_file
+
+RUNTIME_DIR = os.path.dirname(importlib.util.find_spec("edgerun.runtime").origin)
+DEMO_ONNX = os.path.join(RUNTIME_DIR, "data", "demo.onnx")
+
+
+@pytest.fixture(scope="module")
+def yolo():
+    return str(shared_file("models", "yolov8n_640_fp32dq.onnx"))
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return str(shared_file("images"))
+
+
+def _leftovers(folder) -> list[str]:
+    return [f for f in os.listdir(folder) if f.startswith(".edgerun-export-")]
+
+
+# -- metadata --------------------------------------------------------------------------------------
+def test_fp32_writes_metadata_that_round_trips(tmp_path):
+    out = tmp_path / "demo.onnx"
+    report = finish_onnx(DEMO_ONNX, str(out))
+    assert report["ok"] and report["spec_roundtrip"] and report["f1"] == 1.0
+    assert report["max_abs_error"] == 0.0 and report["images"] >= 4
+    src, new = Session(DEMO_ONNX), Session(str(out))
+    a = resolve_spec(src.metadata, src.inputs, src.outputs)
+    b = resolve_spec(new.metadata, new.inputs, new.outputs)
+    assert a == b and set(b.guessed) <= {"output_names"}  # output_names: always from the graph
+
+
+def test_keeps_ultralytics_props_and_adds_edgerun_schema(tmp_path, yolo, photos):
+    out = tmp_path / "y16.onnx"
+    finish_onnx(yolo, str(out), precision="fp16", verify_images=photos)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    src = {p.key: p.value for p in onnx.load(yolo).metadata_props}
+    assert SCHEMA_KEY in props and all(props[k] == v for k, v in src.items())
+    sess = Session(str(out))
+    spec = resolve_spec(sess.metadata, sess.inputs, sess.outputs)
+    assert spec.num_classes == 80 and spec.names[0] == "person" and set(spec.guessed) <= {"output_names"}
+
+
+def test_spec_overrides_are_written(tmp_path):
+    out = tmp_path / "bgr.onnx"
+    finish_onnx(DEMO_ONNX, str(out), names=("a", "b", "c", "d"))
+    sess = Session(str(out))
+    assert resolve_spec(sess.metadata, sess.inputs, sess.outputs).names == ("a", "b", "c", "d")
+
+
+# -- fp16 / int8 -----------------------------------------------------------------------------------
+def test_fp16_is_half_the_size_and_agrees(tmp_path, yolo, photos):
+    out = tmp_path / "y16.onnx"
+    r = finish_onnx(yolo, str(out), precision="fp16", verify_images=photos)
+    assert 0.45 < r["bytes"] / r["source_bytes"] < 0.55
+    assert r["f1"] >= 0.99 and r["ref_boxes"] >= 10 and r["max_rel_error"] < 0.05
+    sess = Session(str(out))
+    assert sess.inputs[0].dtype == np.float32 and sess.outputs[0].dtype == np.float32  # keep_io_types
+
+
+def test_fp16_demo(tmp_path):
+    r = finish_onnx(DEMO_ONNX, str(tmp_path / "d16.onnx"), precision="fp16")
+    assert r["f1"] >= 0.99 and r["bytes"] < 0.6 * r["source_bytes"]
+
+
+def test_head_tail_walk_stops_at_trained_layers(yolo):
+    model = onnx.load(yolo)
+    tail = set(quant.head_tail_nodes(model))
+    ops = {n.name: n for n in model.graph.node}
+    out_node = next(n for n in model.graph.node if "output0" in n.output)
+    assert out_node.name in tail
+    assert "/model.22/dfl/conv/Conv" in tail and "/model.22/Sigmoid" in tail  # DFL and class sigmoid
+    trained = [n for n in tail if ops[n].op_type == "Conv" and "dfl" not in n]
+    assert not trained and len(tail) < 0.2 * len(ops)
+
+
+def test_int8_with_head_excluded_agrees(tmp_path, yolo, photos):
+    out = tmp_path / "y8.onnx"
+    r = finish_onnx(yolo, str(out), precision="int8", calib=photos, verify_images=photos)
+    assert r["f1"] >= 0.9 and r["ref_boxes"] >= 10 and r["excluded_nodes"]
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert r["bytes"] < 0.35 * r["source_bytes"]
+
+
+def test_int8_without_head_exclusion_fails_the_gate(tmp_path, yolo, photos):
+    """The known 0-confidence int8 YOLO: one scale for boxes and scores. The gate must refuse it."""
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match="F1 0.000"):
+        finish_onnx(yolo, str(out), precision="int8", calib=photos, verify_images=photos, exclude_head=False)
+    assert not out.exists() and not _leftovers(tmp_path)
+
+
+# -- the gate --------------------------------------------------------------------------------------
+def _broken_fp16(model):
+    """fp16 conversion that also corrupts the largest weight (a bad converter)."""
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    w = onnx.numpy_helper.to_array(biggest)
+    rng = np.random.default_rng(0)
+    biggest.CopyFrom(onnx.numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape), biggest.name))
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def test_gate_refuses_broken_model_and_leaves_no_file(tmp_path, monkeypatch):
+    out = tmp_path / "d.onnx"
+    out.write_bytes(b"previous")
+    monkeypatch.setattr(quant, "to_fp16", _broken_fp16)
+    with pytest.raises(ExportError, match="verification failed"):
+        finish_onnx(DEMO_ONNX, str(out), precision="fp16")
+    assert out.read_bytes() == b"previous" and not _leftovers(tmp_path)
+
+
+def test_impossible_threshold_fails_unless_forced(tmp_path):
+    out = tmp_path / "d.onnx"
+    with pytest.raises(ExportError, match="F1 1.000 < 1.01"):
+        finish_onnx(DEMO_ONNX, str(out), min_f1=1.01)
+    assert not out.exists() and not _leftovers(tmp_path)
+    r = finish_onnx(DEMO_ONNX, str(out), min_f1=1.01, force=True)
+    assert r["forced"] and not r["ok"] and out.exists()
+
+
+# -- errors ----------------------------------------------------------------------------------------
+def test_int8_needs_calibration_images(tmp_path):
+    with pytest.raises(ExportError, match="calib"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), precision="int8")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no images"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), precision="int8", calib=str(tmp_path / "empty"))
+    with pytest.raises(ExportError, match="not a readable directory"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), precision="int8", calib=str(tmp_path / "nope"))
+
+
+def test_verification_images_must_exist(tmp_path):
+    with pytest.raises(ExportError, match="verify_images"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), verify_images=str(tmp_path / "nope"))
+    with pytest.raises(ExportError, match="verify_images: cannot read"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), verify_images=[str(tmp_path / "missing.jpg")])
+
+
+def test_bad_precision_and_requantizing_are_refused(tmp_path):
+    with pytest.raises(ExportError, match="precision"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), precision="int4")
+    int8dyn = str(shared_file("models", "yolov8n_640_int8dyn.onnx"))
+    with pytest.raises(ExportError, match="already reduced precision"):
+        finish_onnx(int8dyn, str(tmp_path / "x.onnx"), precision="fp16")
+
+
+def test_hostile_external_data_is_refused_before_loading(tmp_path):
+    model = onnx.load(DEMO_ONNX)
+    t = model.graph.initializer[0]
+    t.ClearField("raw_data")
+    t.data_location = onnx.TensorProto.EXTERNAL
+    t.external_data.add(key="location", value="../../../etc/passwd")
+    path = tmp_path / "hostile.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        finish_onnx(str(path), str(tmp_path / "x.onnx"))
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+def test_cli_export(tmp_path, capsys):
+    from edgerun.runtime.cli import main
+
+    out = tmp_path / "d16.onnx"
+    assert main(["export", DEMO_ONNX, "-o", str(out), "--half"]) == 0
+    assert out.exists() and "F1 @IoU0.9" in capsys.readouterr().out
+    assert main(["export", DEMO_ONNX, "-o", str(tmp_path / "x.onnx"), "--int8"]) == 2
+    assert "--calib" in capsys.readouterr().err
+    assert main(["export", DEMO_ONNX, "-o", str(tmp_path / "x.onnx"), "--min-f1", "1.5"]) == 2
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_no_torch_import():
+    code = ("import sys; from edgerun.runtime.cli import _parser; _parser(); import edgerun.export.finish; "
+            "import edgerun.export.cli; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
