@@ -201,9 +201,9 @@ def _check_outputs(session: Session, spec: ModelSpec) -> None:
     shapes = [o.shape for o in session.outputs]
     first = shapes[0] if shapes else ()
     ok = len(first) == 3 and all(isinstance(d, int) for d in first[1:])
-    if ok and spec.head == "yolov8":  # detect: exactly 4 + C rows; seg/pose carry extra rows
-        rows = 4 + spec.num_classes
-        ok = spec.num_classes > 0 and (first[1] == rows if spec.task == "detect" else first[1] > rows)
+    if ok and spec.head == "yolov8":  # 4 + C rows; extra rows only with protos (seg) or keypoints
+        rows, extra_ok = 4 + spec.num_classes, len(shapes) > 1 or bool(spec.kpt_shape)
+        ok = spec.num_classes > 0 and (first[1] == rows or (first[1] > rows and extra_ok))
     elif ok and spec.head in ("yolov5", "yolox"):
         ok = first[2] == 5 + spec.num_classes and spec.num_classes > 0
     elif ok and spec.head == "end2end":

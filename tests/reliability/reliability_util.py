@@ -14,12 +14,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
+# Peak RSS from VmHWM (this process's own high-water mark): a child's ru_maxrss on Linux carries
+# over the size of the (large) pytest parent it was forked from.
 _CLI_DRIVER = """
-import resource, sys
+import sys
 from edgerun.runtime.cli import main
 code = main(sys.argv[1:])
 sys.stdout.flush()
-print(f"EDGERUN_TEST_MAXRSS_KB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+hwm = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(f"EDGERUN_TEST_MAXRSS_KB={hwm}", file=sys.stderr)
 sys.exit(code)
 """
 
