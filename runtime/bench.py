@@ -113,7 +113,8 @@ class Case:
                 "interrupted": self.interrupted,
                 "warmup": {"count": len(w), "first_ms": w[0] if w else None, "samples_ms": w,
                            "stats": summarize(w)},
-                "stages": stages}
+                "stages": stages,
+                "end_to_end_samples_ms": [round(v, 4) for v in self.recorder.samples.get("end_to_end", [])]}
 
 
 class Pipeline(Protocol):

@@ -68,7 +68,7 @@ def add_arguments(p) -> None:
     p.add_argument("--cold-miss", action="store_true", help="also one cold start compiling all kernels")
     p.add_argument("--json", metavar="FILE", help="write results as JSON (schema edgerun.benchmark/1)")
     p.add_argument("--csv", metavar="FILE", help="write one row per case and stage")
-    p.add_argument("--plot", metavar="FILE.png", help="bar chart of stage medians (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png", help="per-stage breakdown + latency histogram PNG (needs matplotlib)")
 
 
 def config_from_args(args) -> BenchConfig:

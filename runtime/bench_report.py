@@ -154,7 +154,8 @@ def plot_available() -> bool:
 
 
 def plot(result: dict[str, Any], path: str) -> None:
-    """Median per stage per case (bars, p90 whiskers) and the soak RSS curve if any."""
+    """Median per stage per case (bars, p90 whiskers), the end-to-end latency histogram, and the
+    soak RSS curve if any."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +163,16 @@ def plot(result: dict[str, Any], path: str) -> None:
 
     cases = result["cases"]
     soak = result.get("soak")
-    fig, axes = plt.subplots(1, 2 if soak else 1, figsize=(12 if soak else 8, 4.5), squeeze=False)
+    panels = 3 if soak else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    hist = axes[0][1]  # end-to-end latency histogram, one series per case
+    for c in cases:
+        xs = c.get("end_to_end_samples_ms") or []
+        if xs:
+            hist.hist(xs, bins=min(40, max(5, len(xs) // 3)), alpha=0.55, label=c["name"])
+    hist.set_xlabel("end-to-end latency (ms)")
+    hist.set_ylabel("iterations")
+    hist.legend(fontsize=7)
     ax = axes[0][0]
     stages = [s for s in STAGES if any(s in c["stages"] for c in cases)]
     width = 0.8 / max(len(cases), 1)
@@ -174,7 +184,7 @@ def plot(result: dict[str, Any], path: str) -> None:
     ax.set_ylabel("ms (median, whisker p90)")
     ax.legend(fontsize=7)
     if soak:
-        ax2 = axes[0][1]
+        ax2 = axes[0][2]
         xs, ys = zip(*soak["rss_mb"])
         ax2.plot(xs, ys)
         ax2.set_xlabel("frame")

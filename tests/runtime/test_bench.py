@@ -229,3 +229,16 @@ def test_cold_start_child_reports_every_phase(model, bus):
     rep = spawn_once(model, bus, threads=1)
     assert rep["detections"] >= 4 and rep["peak_rss_mb"] > 0
     assert rep["time_to_first_result_ms"] >= rep["session_ms"] > 0
+
+
+def test_benchmark_plot_writes_breakdown_and_histogram(model, bus, tmp_path):
+    from edgerun.runtime.bench_report import plot_available
+
+    if not plot_available():
+        pytest.skip("matplotlib is not installed (the `plot` extra)")
+    import cv2
+
+    out = tmp_path / "p.png"
+    assert main(["benchmark", model, bus, "--iterations", "4", "--warmup", "1", "--plot", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[1] > 1.5 * img.shape[0]  # two panels side by side
