@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -21,27 +19,9 @@ from numba import prange
 from edgerun.kernels import decode, nms
 from edgerun.kernels._jit import jit
 from edgerun.kernels.decode import _NO_TABLE, _class_max_rows
-from edgerun.runtime.bench import machine_record, summarize
+from edgerun.runtime.bench import interleaved, machine_record
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
-def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int = 5) -> dict:
-    """Time each callable ``samples`` times, alternating call order per round; warm-up kept apart."""
-    warm = {name: [] for name in fns}
-    for _ in range(warmup):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            warm[name].append((time.perf_counter() - t) * 1e3)
-    out = {name: [] for name in fns}
-    names = list(fns)
-    for i in range(samples):
-        for name in names if i % 2 == 0 else names[::-1]:
-            t = time.perf_counter()
-            fns[name]()
-            out[name].append((time.perf_counter() - t) * 1e3)
-    return {name: {"warmup_ms": [round(w, 3) for w in warm[name]], **summarize(out[name])} for name in fns}
 
 
 # ------------------------------------------------------------------------------ pipelines

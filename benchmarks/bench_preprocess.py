@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Callable
 
 import cv2
@@ -24,31 +23,13 @@ from edgerun.kernels import letterbox, plan
 from edgerun.kernels import camera as C
 from edgerun.kernels import preprocess as P
 from edgerun.kernels._jit import jit
-from edgerun.runtime.bench import machine_record, summarize
+from edgerun.runtime.bench import interleaved, machine_record
 
 CASES = [  # (name, src_h, src_w, size)
     ("1080p->640", 1080, 1920, 640), ("720p->640", 720, 1280, 640), ("bus 1080x810->640", 1080, 810, 640),
     ("VGA->640", 480, 640, 640), ("VGA->320", 480, 640, 320), ("QVGA->640 (upscale)", 240, 320, 640),
 ]
 CODES = {"bgr": None, "nv12": cv2.COLOR_YUV2BGR_NV12, "yuyv": cv2.COLOR_YUV2BGR_YUY2}
-
-
-def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int = 5) -> dict:
-    """Time each callable ``samples`` times, alternating call order per round; warm-up kept apart."""
-    warm = {name: [] for name in fns}
-    for _ in range(warmup):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            warm[name].append((time.perf_counter() - t) * 1e3)
-    out = {name: [] for name in fns}
-    names = list(fns)
-    for i in range(samples):
-        for name in names if i % 2 == 0 else names[::-1]:
-            t = time.perf_counter()
-            fns[name]()
-            out[name].append((time.perf_counter() - t) * 1e3)
-    return {name: {"warmup_ms": [round(w, 3) for w in warm[name]], **summarize(out[name])} for name in fns}
 
 
 def camera_frame(h: int, w: int, fmt: str, seed: int = 0) -> np.ndarray:

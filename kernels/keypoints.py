@@ -10,18 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _check
-from ._jit import inner, jit
-from .boxes import _geometry
+from ._jit import jit
+from .boxes import _clip, _geometry
 from .errors import EdgerunValueError
 
 __all__ = ["gather_keypoints", "scale_points"]
-
-
-@inner
-def _clip(v, hi):
-    if not v > 0:
-        return np.float32(0.0)
-    return hi if v > hi else v
 
 
 @jit

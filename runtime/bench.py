@@ -307,3 +307,21 @@ def _thread_settings(ort_threads: Sequence[int]) -> dict[str, Any]:
                                            "EDGERUN_CACHE_DIR")}
     return {"ort_intra_op": list(ort_threads), "ort_inter_op": 1, "numba_threads": numba.get_num_threads(),
             "numba_threading_layer": layer, "env": env}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int = 5) -> dict:
+    """Time each callable ``samples`` times, alternating call order per round; warm-up kept apart."""
+    warm = {name: [] for name in fns}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            warm[name].append((time.perf_counter() - t) * 1e3)
+    out = {name: [] for name in fns}
+    names = list(fns)
+    for i in range(samples):
+        for name in names if i % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            fns[name]()
+            out[name].append((time.perf_counter() - t) * 1e3)
+    return {name: {"warmup_ms": [round(w, 3) for w in warm[name]], **summarize(out[name])} for name in fns}

@@ -42,8 +42,8 @@ def warmup() -> int:
     heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6)}
     for head, shape in heads.items():
         for dtype in (np.float32, np.float16):
-            cand = decode(np.zeros(shape, dtype), head, num_classes=2, input_hw=(32, 32),
-                          strides=(8, 16, 32))
+            decode(np.zeros(shape, dtype), head, num_classes=2, input_hw=(32, 32),
+                   strides=(8, 16, 32))
             n += 1
     boxes = np.array([[0, 0, 4, 4], [1, 1, 5, 5]], np.float32)
     scores = np.array([0.9, 0.8], np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from conftest import IMAGES, shared_file
-from helpers import iou_matrix, match, reference_detect
+from helpers import match, reference_detect
 
 from edgerun.kernels.errors import EdgerunError
 from edgerun.runtime.detector import Detector
@@ -169,7 +169,6 @@ def test_missing_corrupt_and_unknown_models(tmp_path):
 
 
 def test_external_data_outside_the_model_folder_is_refused(tmp_path):
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "w")
     w.data_location = TensorProto.EXTERNAL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import VIDEO, shared_file
+from conftest import shared_file
 from helpers import iou_matrix
 
 from edgerun.runtime import open_model
