@@ -20,6 +20,7 @@ or (``latest``/``max_fps``) a drop (yielded only with ``emit_dropped=True``, alw
 from __future__ import annotations
 
 import collections
+import os
 import queue
 import sys
 import threading
@@ -77,7 +78,8 @@ class _Item:
 
 
 class StreamRunner:
-    """Runs a task object (``Detector`` & co.) over frames from a source or from ``submit``.
+    """Runs a task object (``Detector`` & co., or a model path) over frames from a source or from
+    ``submit``.
 
     ``mode``: "every_frame" | "latest"; ``max_fps``: pace (every_frame) or drop (latest) above it;
     ``workers``/``threads``: parallel ORT sessions x intra-op threads (default ``choose_split``,
@@ -96,6 +98,9 @@ class StreamRunner:
             raise EdgerunValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if max_fps is not None and not max_fps > 0:
             raise EdgerunValueError(f"max_fps: expected a positive number or None, got {max_fps!r}")
+        if isinstance(model, (str, os.PathLike)):  # a model path: the task object from its spec
+            from .tasks import open_model
+            model = open_model(os.fspath(model))
         self.model, self.mode, self.max_fps = model, mode, max_fps
         auto = choose_split(cpu_budget(), mode)
         if workers == "calibrate":
