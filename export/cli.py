@@ -13,7 +13,8 @@ __all__ = ["add_arguments", "run_export"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="ONNX model to finish (e.g. from `yolo export format=onnx`)")
+    p.add_argument("source", help="ONNX model to finish (e.g. from `yolo export format=onnx`), or a torch "
+                   "state_dict checkpoint (.pt) with --arch")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="file to write")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--half", action="store_true", help="fp16 weights and compute (float32 I/O)")
@@ -27,6 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="write the file even if verification fails")
     p.add_argument("--threads", type=int, help="CPU threads for verification")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    t = p.add_argument_group("torch checkpoints (see edgerun.export.torch_cli)")
+    t.add_argument("--arch", metavar="MODULE:CALLABLE", help="factory returning the nn.Module of the state_dict")
+    t.add_argument("--dynamic", action="store_true", help="symbolic batch axis")
+    t.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    t.add_argument("--task", choices=("detect", "segment", "pose", "classify", "semantic", "face"),
+                   help="task recorded in the metadata")
+    t.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a checkpoint "
+                   "that is not a plain state_dict: this runs arbitrary code from the file")
 
 
 def _progress(i: int, n: int) -> None:
@@ -35,6 +44,10 @@ def _progress(i: int, n: int) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from .torch_cli import is_torch_checkpoint, run_torch_export
+
+    if is_torch_checkpoint(args):
+        return run_torch_export(args)
     from .finish import finish_onnx
 
     precision = "fp16" if args.half else "int8" if args.int8 else "fp32"

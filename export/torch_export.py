@@ -31,14 +31,17 @@ class ExportError(EdgerunError, ValueError):
 def export_module(module: Any, out_path: str, spec: ModelSpec, example_shape: Sequence[int], *,
                   opset: int = 17, dynamic: bool = False, output_names: Sequence[str] = ("output0",),
                   verify_inputs: Sequence[np.ndarray] | None = None, atol: float = 1e-4,
-                  rtol: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+                  rtol: float = 1e-4, seed: int = 0,
+                  dynamic_axes: dict[str, dict[int, str]] | None = None) -> dict[str, Any]:
     """Export ``module`` (eval mode) to ``out_path`` and verify it. Returns a report dict.
 
     ``example_shape``: the input tensor shape, e.g. ``(1, 3, 320, 320)``; ``dynamic`` makes the
     batch axis symbolic. ``verify_inputs``: arrays fed to both torch and ORT, the first one also
-    traced (default: three seeded uniform [0, 1) tensors). Raises ``ExportError`` when any output
-    differs by more than ``atol + rtol * |torch|`` or the metadata read back differs from ``spec``;
-    the report (``max_abs_error``, ``max_error_ratio`` = worst diff / allowed) is in the message.
+    traced (default: three seeded uniform [0, 1) tensors). ``dynamic_axes``: extra symbolic axes
+    per input/output name (torch.onnx's format), e.g. ``{"input": {2: "h", 3: "w"}}`` for a fully
+    convolutional model with ``spec.dynamic_hw``; verify then with inputs of several sizes.
+    Raises ``ExportError`` when any output differs by more than ``atol + rtol * |torch|`` or the
+    metadata read back differs from ``spec``; the report (``max_abs_error``, ``max_error_ratio`` = worst diff / allowed) is in the message.
     """
     import torch
 
@@ -51,7 +54,7 @@ def export_module(module: Any, out_path: str, spec: ModelSpec, example_shape: Se
     example = inputs[0]
     t0 = time.perf_counter()
     _torch_export(module, torch.from_numpy(example), out_path, spec.input_name, list(output_names),
-                  opset, dynamic)
+                  opset, dynamic, dynamic_axes)
     _write_metadata(out_path, spec)
     report = {"path": os.path.abspath(out_path), "bytes": os.path.getsize(out_path), "opset": opset,
               "export_seconds": round(time.perf_counter() - t0, 3), "versions": _versions()}
@@ -73,10 +76,13 @@ def _check_spec(spec: ModelSpec, shape: tuple[int, ...], dynamic: bool) -> None:
 
 
 def _torch_export(module: Any, example: Any, out_path: str, input_name: str, output_names: list[str],
-                  opset: int, dynamic: bool) -> None:
+                  opset: int, dynamic: bool, extra_axes: dict[str, dict[int, str]] | None = None) -> None:
     import torch
 
-    axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}} if dynamic else None
+    axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}} if dynamic else {}
+    for name, named in (extra_axes or {}).items():
+        axes[name] = {**axes.get(name, {}), **named}
+    axes = axes or None
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         # dynamo=False is deliberate (no onnxscript dependency); torch warns that it is legacy.
