@@ -24,6 +24,9 @@ def make_images(n: int = 24) -> list[tuple[np.ndarray, str]]:
 
     rng = np.random.default_rng(0)
     photos = [cv2.imread(str(SHARED / "images" / p)) for p in PHOTOS]
+    if any(p is None for p in photos):  # no ../shared (a fresh clone): generated scenes instead
+        from edgerun.runtime.demo import make_scene
+        photos = [make_scene(seed, size=(360, 480))[0] for seed in range(len(PHOTOS))]
     out = []
     for i in range(n):
         img = photos[i % len(photos)]
