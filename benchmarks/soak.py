@@ -18,21 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerun.runtime.bench import open_fds, rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGERUN_SHARED", ROOT.parent / "shared"))
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MB (/proc; Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def video_frames(n: int = 48, path: Path = SHARED / "video" / "vtest.avi") -> list[np.ndarray]:

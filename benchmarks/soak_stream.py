@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgerun.runtime.bench import open_fds, rss_mb
 from edgerun.runtime.demo import make_scene
 from edgerun.runtime.stream import StreamRunner
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def _frames(fmt: str, n: int = 16) -> list[np.ndarray]:
@@ -60,12 +55,12 @@ def main() -> None:
     for i in range(args.frames):
         run.submit(frames[i % len(frames)], pixel_format=args.format, timeout=60)
         if i == args.warmup:
-            rss0, fds0 = _rss_mb(), len(os.listdir("/proc/self/fd"))
+            rss0, fds0 = rss_mb(), open_fds()
         if i >= args.warmup and i % 1000 == 0:
-            samples.append((i, _rss_mb()))
+            samples.append((i, rss_mb()))
     done.wait(120)
     run.stop(drain=True)
-    samples.append((args.frames, _rss_mb()))
+    samples.append((args.frames, rss_mb()))
     xs, ys = np.array(samples, float).T
     slope = float(np.polyfit(xs / 1000, ys, 1)[0]) if len(xs) > 1 else 0.0
     w = min(10_000, max(1, len(ages) // 5))
@@ -73,7 +68,7 @@ def main() -> None:
     report = {"frames": args.frames, "results": len(ages), "rss_after_warmup_mb": round(rss0, 1),
               "rss_end_mb": round(ys[-1], 1), "rss_growth_mb": round(ys[-1] - rss0, 1),
               "rss_slope_mb_per_1k": round(slope, 3), "fds_after_warmup": fds0,
-              "fds_end": len(os.listdir("/proc/self/fd")), "frame_buffers": run.stats()["frame_buffers"],
+              "fds_end": open_fds(), "frame_buffers": run.stats()["frame_buffers"],
               "age_ms_first": {"p50": round(float(np.percentile(first, 50)), 2),
                                "p99": round(float(np.percentile(first, 99)), 2)},
               "age_ms_last": {"p50": round(float(np.percentile(last, 50)), 2),

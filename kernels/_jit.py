@@ -26,7 +26,7 @@ from typing import Callable
 import numba
 from numba.core import caching
 
-__all__ = ["jit", "cache_dir", "parallel_lock", "PARALLEL_LOCK"]
+__all__ = ["jit", "inner", "cache_dir", "PARALLEL_LOCK"]
 
 PARALLEL_LOCK = threading.Lock()
 
@@ -153,8 +153,3 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, fastmath: bool = 
 def inner(fn: Callable):
     """A helper called from inside other kernels (inlined by LLVM; compiled with its caller)."""
     return numba.njit(nogil=True, cache=False, inline="never")(fn)
-
-
-def parallel_lock():
-    """The lock parallel kernels run under (see the module docstring)."""
-    return PARALLEL_LOCK

@@ -235,6 +235,14 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def open_fds() -> int:
+    """Open file descriptors of this process (Linux /proc; -1 elsewhere)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
 # -- the machine record ------------------------------------------------------------------------
 def machine_record(ort_threads: Sequence[int] = ()) -> dict[str, Any]:
     """Where the numbers were measured; ``warnings`` lists what makes them less trustworthy."""

@@ -11,7 +11,7 @@ from edgerun.kernels.errors import EdgerunError
 
 from .detector import Detector
 from .results import Classifications, Detections, SemanticMask
-from .sources import Frame, ImageError, iter_frames, video_fps
+from .sources import VIDEO_EXTS, Frame, ImageError, iter_frames, video_fps
 
 DEMO_MODEL = os.path.join(os.path.dirname(__file__), "data", "demo.onnx")
 
@@ -122,7 +122,7 @@ def _save(frame: Frame, det: Detections, detector: Detector, out_dir: str, write
     img = frame.image.copy()
     annotate(img, det, detector.spec.names)
     base = os.path.splitext(os.path.basename(frame.source))[0]
-    if frame.source.lower().endswith(tuple(_video_exts())):
+    if os.path.splitext(frame.source)[1].lower() in VIDEO_EXTS:
         w = writers.get(frame.source)
         if w is None:
             path = os.path.join(out_dir, base + ".mp4")
@@ -132,11 +132,6 @@ def _save(frame: Frame, det: Detections, detector: Detector, out_dir: str, write
         w.write(img)
     else:
         cv2.imwrite(os.path.join(out_dir, base + ".jpg"), img)
-
-
-def _video_exts():
-    from .sources import VIDEO_EXTS
-    return VIDEO_EXTS
 
 
 class _Progress:

@@ -290,7 +290,6 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
     if b == 6 and a <= 1000:  # (1, K, 6): boxes already NMSed inside the model
         return {"head": "end2end"}
     if a < b:  # channels-first Ultralytics head: (1, 4 + C + extra, N)
-        extra = 0
         if task == "segment" or len(outputs) == 2:
             extra = 32 if len(shapes) < 2 else shapes[1][1] or 32
             return {"head": "yolov8", "task": "segment", "num_classes": a - 4 - extra}

@@ -83,15 +83,3 @@ def run_pytest_child(module: Path, *, env_extra: dict[str, str] | None = None, t
 def json_records(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
-
-def rss_mb() -> float:
-    """Resident set size of this process (MB), from /proc."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
