@@ -1,8 +1,8 @@
 """Hostile and broken ONNX models: >= 100 generated files, each refused quickly and cleanly.
 
-``hostile_driver.py`` opens every model in one child process (``edgerun info`` in-process and
-``Detector.from_path``), aborting on any model that takes over 10 s; a few models also go through
-the real ``edgerun info`` command in their own process.
+``hostile_driver.py`` opens every model in one child process (``edgerun info`` and ``edgerun
+export`` in-process, and ``Detector.from_path``), each answer timed (10 s at most); a few models
+also go through the real ``edgerun info`` and ``edgerun export`` commands in their own process.
 """
 from __future__ import annotations
 
@@ -40,10 +40,12 @@ def hostile(tmp_path_factory):
     listing.write_text("".join(f"{p}\n" for _, p in models), encoding="utf-8")
     before = _tree(root)
     cwd = tmp_path_factory.mktemp("cwd")
-    res = run_child([sys.executable, str(HERE / "hostile_driver.py"), str(listing)], cwd=str(cwd), timeout=200)
+    out = tmp_path_factory.mktemp("export-out")
+    res = run_child([sys.executable, str(HERE / "hostile_driver.py"), str(listing), str(out)], cwd=str(cwd),
+                    timeout=400)
     assert res.returncode == 0, res.describe()
     recs = {r["path"]: r for r in json_records(res.stdout)}
-    return {"root": root, "models": models, "recs": recs, "before": before, "cwd": cwd}
+    return {"root": root, "models": models, "recs": recs, "before": before, "cwd": cwd, "out": out}
 
 
 def test_at_least_100_models_all_refused_by_detector(hostile):
@@ -68,6 +70,24 @@ def test_info_refuses_with_one_clean_line(hostile):
         assert r["info_stderr"].startswith("edgerun: error: "), r["info_stderr"]
 
 
+def test_export_refuses_every_model_in_one_line(hostile):
+    """Including the valid ONNX files whose outputs fit no head: export writes the edgerun contract
+    and verifies decoded boxes, so it needs a head."""
+    for cat, path in hostile["models"]:
+        r = hostile["recs"][str(path)]
+        assert r["export_exit"] == 2, f"{cat}: {path}: {r}"
+        err = r["export_stderr"]
+        assert "Traceback" not in err and err.startswith("edgerun: error: "), f"{cat}: {err}"
+        assert len(err.strip().splitlines()) == 1, f"{cat}: {err}"
+
+
+def test_every_answer_within_10_s(hostile):
+    for cat, path in hostile["models"]:
+        r = hostile["recs"][str(path)]
+        slow = {k: round(r[k], 2) for k in ("info_s", "load_s", "export_s") if r[k] >= 10}
+        assert not slow, f"{cat}: {path}: {slow}"
+
+
 def test_external_data_outside_is_refused_by_the_precheck_before_ort(hostile):
     n = 0
     for cat, path in hostile["models"]:
@@ -84,6 +104,7 @@ def test_external_data_outside_is_refused_by_the_precheck_before_ort(hostile):
 def test_nothing_is_written(hostile):
     assert _tree(hostile["root"]) == hostile["before"]
     assert list(hostile["cwd"].iterdir()) == []
+    assert list(hostile["out"].iterdir()) == []  # no output, no staged temporary left behind
 
 
 def test_sentinel_sized_controls_load(tmp_path):
@@ -97,10 +118,13 @@ def test_sentinel_sized_controls_load(tmp_path):
 
 @pytest.mark.parametrize("category", ["external_outside/initializer/symlink", "truncated", "opset_too_new",
                                       "absurd_output_shape"])
-def test_real_cli_exits_2_without_traceback(hostile, category):
+@pytest.mark.parametrize("command", ["info", "export"])
+def test_real_cli_exits_2_without_traceback(hostile, category, command, tmp_path):
     path = next(p for c, p in hostile["models"] if c == category)
-    res = run_cli(["info", str(path)], timeout=60)
+    extra = ["-o", str(tmp_path / "out.onnx")] if command == "export" else []
+    res = run_cli([command, str(path), *extra], timeout=60)
     assert res.returncode == 2, res.describe()
     assert "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("edgerun: error: ")]
     assert len(lines) == 1 and str(path) in lines[0], res.stderr
+    assert list(tmp_path.iterdir()) == []
