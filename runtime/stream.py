@@ -409,6 +409,10 @@ class StreamRunner:
         for _ in range(64):
             self._tokens.release()
 
+    def add_event(self, kind: str, detail: str = "") -> None:
+        """Record an event of the host's (e.g. a failed output) with the source's events."""
+        self._event({"kind": kind, "detail": detail})
+
     def _event(self, event: dict) -> None:
         event.setdefault("time", time.time())
         self.events.append(event)

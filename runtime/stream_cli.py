@@ -7,6 +7,8 @@ Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, 
 ``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.
 Ctrl-C / SIGTERM: stop reading, drain frames in flight, flush the JSON and the video (always a
 valid file), exit 0; a second signal aborts at once (exit 130; the video is still finalised).
+A failing output (ENOSPC, a closed pipe, an unwritable video path) is a ``sink_error`` event: that
+output is dropped, the stream goes on with the others and stops cleanly (exit 1) when none is left.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .predict import frame_record
@@ -68,7 +71,7 @@ class _Signals:
               "(again to abort)", file=sys.stderr, flush=True)
         self.runner.stop(drain=True)
 
-    def install(self) -> "_Signals":
+    def install(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self)
@@ -83,28 +86,66 @@ class _Signals:
 
 
 class _Sinks:
-    """JSON Lines, the annotated video and the live view, fed results in order."""
+    """JSON Lines, the annotated video and the live view, fed results in order.
 
-    def __init__(self, args, names: tuple[str, ...], fps: float, view):
+    A sink that fails (``OSError``: a full disk, ``/dev/full``, a dead pipe; a video file that cannot
+    be opened) is recorded as a ``sink_error`` event, closed and left out from then on; the stream
+    goes on while another sink is alive and stops (``alive`` False) when the last one has failed.
+    """
+
+    def __init__(self, args, names: tuple[str, ...], fps: float, view, on_error: Callable[[str, str], None]):
         self.args, self.names, self.fps, self.view = args, names, fps, view
+        self.on_error = on_error
         self.writer = None
         self.size: tuple[int, int] | None = None
         self.frames = self.errors = 0
+        self.live = {k for k, on in (("json", args.json), ("video", args.save), ("view", view is not None)) if on}
+        self.failed: list[str] = []
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.live) or not self.failed
 
     def write(self, r: StreamResult) -> None:
         self.frames += 1
         self.errors += r.error is not None
-        if self.args.json:
-            print(json.dumps(record(r, self.names)), flush=True)
+        if "json" in self.live:
+            self._guard("json", lambda: print(json.dumps(record(r, self.names)), flush=True))
         elif r.error:
             print(f"edgerun: error: frame {r.index}: {r.error}", file=sys.stderr)
-        if r.image is not None and r.detections is not None and (self.args.save or self.view):
+        if r.image is not None and r.detections is not None and self.live & {"video", "view"}:
             from .tasks import annotate
             img = annotate(r.image, r.detections, self.names)
-            if self.args.save:
-                self._save(img)
-            if self.view is not None:
+            if "video" in self.live:
+                self._guard("video", lambda: self._save(img))
+            if "view" in self.live:
                 self.view.publish(img)
+
+    def _guard(self, sink: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except BrokenPipeError:
+            if sink != "json":
+                self._fail(sink, "broken pipe")
+            else:  # stdout closed (e.g. `| head`): not an error, the reader has what it wanted
+                _silence_stdout()
+                self.live.discard(sink)
+                self.failed.append(sink)
+        except OSError as exc:
+            self._fail(sink, f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc))
+
+    def _fail(self, sink: str, why: str) -> None:
+        self.live.discard(sink)
+        self.failed.append(sink)
+        target = "stdout" if sink == "json" else self.args.save if sink == "video" else "view"
+        if sink == "json":
+            _silence_stdout()
+        elif sink == "video" and self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        left = ", ".join(sorted(self.live))
+        self.on_error("sink_error", f"{sink} -> {target}: {why}; " +
+                      (f"continuing with {left}" if left else "no output left, stopping"))
 
     def _save(self, img) -> None:
         import cv2
@@ -112,6 +153,10 @@ class _Sinks:
         if self.writer is None:
             self.size = (img.shape[1], img.shape[0])
             self.writer = cv2.VideoWriter(self.args.save, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                self.writer = None
+                raise OSError(f"cannot open {self.args.save!r} for writing a {self.size[0]}x{self.size[1]} "
+                              "mp4v video")
         if (img.shape[1], img.shape[0]) != self.size:  # resolution change: keep the file's size
             img = cv2.resize(img, self.size)
         self.writer.write(img)
@@ -121,8 +166,19 @@ class _Sinks:
             self.writer.release()
         try:
             sys.stdout.flush()
-        except BrokenPipeError:
-            pass
+        except OSError:
+            _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the text still buffered for a failed stdout (and the interpreter's
+    flush at exit) cannot raise again or print "Exception ignored"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def record(r: StreamResult, names: tuple[str, ...]) -> dict[str, Any]:
@@ -140,6 +196,9 @@ def _open(args):
 
     opts = {k: v for k, v in (("score_threshold", args.conf), ("iou_threshold", args.iou)) if v is not None}
     model = open_model(args.model, strict=False, **opts)
+    if "OPENCV_LOG_LEVEL" not in os.environ:  # edgerun reports stalls and reconnects itself: keep
+        import cv2                             # OpenCV's per-attempt warnings off the CLI's stderr
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout) \
         if "://" in str(args.source) else open_source(args.source)
     return model, src
@@ -162,17 +221,18 @@ def run_stream(args) -> int:
         view = ViewServer(args.view, runner.stats)
         print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
     fps = args.max_fps or (src.fps if isinstance(src, VideoSource) else 10.0)
-    sinks = _Sinks(args, model.spec.names, fps, view)
+    sinks = _Sinks(args, model.spec.names, fps, view, runner.add_event)
     signals = _Signals(runner).install()
     code, t0 = 0, time.perf_counter()
     try:
         runner.start(src)
         for r in runner.results():
             sinks.write(r)
+            if not sinks.alive:  # every output failed: nowhere to put results, stop cleanly
+                code = 1
+                break
     except _Abort:
         code = 130
-    except BrokenPipeError:  # stdout closed (e.g. `| head`): stop quietly
-        code = 1
     finally:
         runner.stop(drain=False, timeout=0.5 if code == 130 else 5.0)  # a no-op after a clean end
         signals.restore()
@@ -183,10 +243,12 @@ def run_stream(args) -> int:
         print("edgerun: aborted", file=sys.stderr, flush=True)
         os._exit(130)
     s = runner.stats()
-    print(f"{sinks.frames} frame(s), {s['dropped']} dropped, {s['errors']} error(s), {s['reconnects']} "
-          f"reconnect(s), {time.perf_counter() - t0:.2f} s" + (f"; annotated video in {args.save}" if args.save else ""),
-          file=sys.stderr)
-    code = code or (1 if sinks.errors else 0)
+    saved = args.save and "video" not in sinks.failed
+    print(f"{s['read']} read, {sinks.frames} result(s), {s['dropped']} dropped, {s['errors']} error(s), "
+          f"{s['reconnects']} reconnect(s), {time.perf_counter() - t0:.2f} s"
+          + (f"; annotated video in {args.save}" if saved else "")
+          + (f"; failed output(s): {', '.join(sinks.failed)}" if sinks.failed else ""), file=sys.stderr)
+    code = code or (1 if sinks.errors or sinks.failed else 0)
     if signals.count:  # stopped by a signal: everything is flushed; do not wait on a reader stuck
         sys.stdout.flush()  # in a blocking network read (interpreter exit would join it)
         sys.stderr.flush()

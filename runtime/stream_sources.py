@@ -5,7 +5,7 @@ and read timeouts, so a dead camera never blocks for FFmpeg's default (minutes).
 (cameras, URLs) detect stalls, reconnect with exponential backoff and survive resolution changes;
 everything that happens is an event dict ``{"kind", "detail", "time"}`` passed to ``on_event``:
 ``opened``, ``stall``, ``disconnected``, ``reconnecting``, ``reconnected``, ``resolution``,
-``gave_up``, ``bad_file``, ``end``.
+``gave_up``, ``bad_file``, ``bad_frame``, ``end``.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ __all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES"]
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt")
 Read = tuple[np.ndarray, float, float]  # image, timestamp (s), time.monotonic() at read
+MAX_BAD_PACKETS = 30  # undecodable JPEG packets in a row before a live MJPEG source reconnects
 
 
 class Source:
@@ -98,11 +99,18 @@ class ImageSource(Source):
 
 
 class VideoSource(Source):
-    """A cv2.VideoCapture: a file (not live), a camera index or a URL (live, reconnecting)."""
+    """A cv2.VideoCapture: a file (not live), a camera index or a URL (live, reconnecting).
+
+    A URL read that gets no frame for ``read_timeout`` s is a stall: ``stall`` + ``disconnected``
+    events, then reconnection attempts after ``backoff[0]`` s doubling up to ``backoff[1]`` s, each
+    open bounded by ``open_timeout``. With the defaults (3 s, 3 s, 0.25 -> 5 s) a stall is detected
+    3 s after the last frame and a camera that comes back is reopened at most
+    ``open_timeout + backoff[1]`` = 8 s after it is reachable again.
+    """
 
     def __init__(self, target: str | int, *, live: bool | None = None, open_timeout: float = 3.0,
                  read_timeout: float = 3.0, reconnect: bool | None = None,
-                 max_reconnects: int | None = None, backoff: tuple[float, float] = (0.25, 8.0),
+                 max_reconnects: int | None = None, backoff: tuple[float, float] = (0.25, 5.0),
                  stall_timeout: float | None = None):
         super().__init__(str(target))
         self.target = target
@@ -115,6 +123,7 @@ class VideoSource(Source):
         self.stall_timeout = stall_timeout if stall_timeout is not None else read_timeout / 2
         self.reconnects = 0
         self._cap = None
+        self._raw_jpeg = False
         self._t0 = time.time()
         if not self._open():
             raise ImageError(f"cannot open video source {target!r} (timeout {self.open_timeout} s)")
@@ -132,6 +141,11 @@ class VideoSource(Source):
             cap.release()
             return False
         self._cap = cap
+        # Live MJPEG (HTTP cameras): take the JPEG packets and decode them here. OpenCV's FFmpeg
+        # path silently stretches every frame to the size the stream opened with, so a mid-stream
+        # resolution change would go unseen (and distort the image); imdecode keeps each frame's size.
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+        self._raw_jpeg = bool(self.is_url and fourcc == b"MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1))
         self.event("opened", f"{cap.get(cv2.CAP_PROP_FRAME_WIDTH):.0f}x{cap.get(cv2.CAP_PROP_FRAME_HEIGHT):.0f}")
         return True
 
@@ -156,15 +170,25 @@ class VideoSource(Source):
 
         if self._cap is None:
             return None
-        buf = pool.get() if pool is not None else None
-        t0 = time.monotonic()
-        ok, image = self._cap.read(buf) if buf is not None else self._cap.read()
-        t1 = time.monotonic()
-        if t1 - t0 > self.stall_timeout and self.live:
-            self.event("stall", f"read blocked {t1 - t0:.2f} s")
-        if not ok or image is None:
-            if pool is not None:
-                pool.put(buf)
+        for _ in range(MAX_BAD_PACKETS):
+            buf = pool.get() if pool is not None and not self._raw_jpeg else None
+            t0 = time.monotonic()
+            ok, image = self._cap.read(buf) if buf is not None else self._cap.read()
+            t1 = time.monotonic()
+            if t1 - t0 > self.stall_timeout and self.live:
+                self.event("stall", f"read blocked {t1 - t0:.2f} s")
+            if not ok or image is None:
+                if pool is not None:
+                    pool.put(buf)
+                return None
+            if not self._raw_jpeg:
+                break
+            packet, image = image, cv2.imdecode(image, cv2.IMREAD_COLOR)
+            if image is not None:
+                break
+            self.event("bad_frame", f"undecodable JPEG packet of {packet.size} bytes skipped")
+        else:
+            self.event("bad_frame", f"{MAX_BAD_PACKETS} undecodable packets in a row: reconnecting")
             return None
         self._check_shape(image)
         if self.live:

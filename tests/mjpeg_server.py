@@ -2,7 +2,11 @@
 
 Each connection streams ``frames`` JPEG frames at ``fps`` then, per ``script``, disconnects or
 stalls; ``sizes[i]`` is the resolution served on connection i (a new size = resolution change),
-``change_at`` switches to the next size mid-connection after that many frames.
+``change_at`` switches to the next size mid-connection after that many frames; ``outage``: after
+a connection ends, every new one gets 503 for that many seconds (the camera is down).
+``last_frame_at`` and ``outages`` ([(start, end)]): ``time.time()`` of the last frame sent and of
+each outage, for timing a client's stall detection and reconnection against its events' times.
+``corrupt``: frame numbers (per connection) sent as undecodable JPEG packets.
 """
 from __future__ import annotations
 
@@ -16,16 +20,22 @@ import numpy as np
 
 class MJPEGCamera:
     def __init__(self, sizes=((240, 320),), frames: int = 30, fps: float = 30.0, end: str = "disconnect",
-                 stall: float = 0.0, change_at: int | None = None, max_connections: int = 20):
+                 stall: float = 0.0, change_at: int | None = None, max_connections: int = 20,
+                 outage: float = 0.0, corrupt: tuple[int, ...] = ()):
         self.sizes, self.frames, self.fps, self.end = list(sizes), frames, fps, end
         self.stall, self.change_at, self.max_connections = stall, change_at, max_connections
+        self.outage, self.corrupt = outage, set(corrupt)
         self.connections = 0
+        self.refused = 0
         self.sent = 0
+        self.last_frame_at = 0.0
+        self.up_at = 0.0
+        self.outages: list[tuple[float, float]] = []
         self._stop = threading.Event()
         cam = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 cam._serve(self)
 
             def log_message(self, *args):
@@ -54,6 +64,10 @@ class MJPEGCamera:
         return cv2.imencode(".jpg", img)[1].tobytes()
 
     def _serve(self, req) -> None:
+        if time.time() < self.up_at:  # down: refused without counting as a connection
+            self.refused += 1
+            req.send_error(503)
+            return
         conn = self.connections
         self.connections += 1
         if conn >= self.max_connections:
@@ -70,12 +84,20 @@ class MJPEGCamera:
                 if self.change_at is not None and i == self.change_at:
                     size = (size + 1) % len(self.sizes)
                 jpg = self._frame(*self.sizes[size], i)
+                if i in self.corrupt:  # a packet of the right framing whose JPEG is garbage
+                    jpg = b"\xff\xd8" + bytes(range(256)) * 4
                 req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
                 req.wfile.write(jpg + b"\r\n")
                 req.wfile.flush()
                 self.sent += 1
+                self.last_frame_at = time.time()
                 time.sleep(1.0 / self.fps)
             if self.end == "stall":
                 self._stop.wait(self.stall)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            if self.outage > 0:
+                now = time.time()
+                self.up_at = now + self.outage
+                self.outages.append((now, self.up_at))

@@ -3,17 +3,14 @@ client), graceful SIGTERM (drain, flush, exit 0) and a second signal aborting (e
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 
 import cv2
 import pytest
 from mjpeg_server import MJPEGCamera
+from stream_faults import CLIProcess
 from stream_fixtures import frames, tiny_detector, write_video
 
 from edgerun.runtime.cli import main
@@ -45,37 +42,10 @@ def test_json_lines_schema_and_saved_video(tiny, tmp_path, capsys):
     assert _count_frames(out) == 15
 
 
-class _Proc:
-    """The CLI in a subprocess, stdout/stderr collected by threads (never blocking the test)."""
-
-    def __init__(self, args: list[str]):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.p = subprocess.Popen([sys.executable, "-m", "edgerun.runtime.cli", "stream", *args],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            threading.Thread(target=lambda s=stream, k=sink: k.extend(iter(s.readline, "")), daemon=True).start()
-
-    def wait_for(self, pred, timeout: float = 60.0) -> None:
-        end = time.monotonic() + timeout
-        while not pred():
-            if time.monotonic() > end or self.p.poll() is not None:
-                self.p.kill()
-                raise AssertionError(f"timed out; stderr: {''.join(self.err)}")
-            time.sleep(0.05)
-
-    def finish(self, timeout: float = 60.0) -> int:
-        try:
-            return self.p.wait(timeout)
-        finally:
-            self.p.kill()
-
-
 def test_view_server_and_graceful_sigterm(tiny, tmp_path):
     video = write_video(str(tmp_path / "long.avi"), frames(400))
     out = str(tmp_path / "out.mp4")
-    proc = _Proc([tiny, video, "--mode", "every", "--max-fps", "25", "--json", "--save", out, "--view", "0"])
+    proc = CLIProcess([tiny, video, "--mode", "every", "--max-fps", "25", "--json", "--save", out, "--view", "0"])
     proc.wait_for(lambda: any("view on" in e for e in proc.err) and len(proc.out) >= 3)
     url = next(e for e in proc.err if "view on" in e).split()[3]
     status = json.load(urllib.request.urlopen(url + "status", timeout=10))
@@ -95,7 +65,7 @@ def test_signals_never_wait_on_a_stuck_reader(tiny):
     """The reader sits in a 20 s network read. SIGTERM drains what is in flight and exits at once
     (no join on the stuck reader); a second SIGTERM, if it lands before that, aborts with 130."""
     with MJPEGCamera(frames=4, fps=8.0, end="stall", stall=30.0) as cam:
-        proc = _Proc([tiny, cam.url, "--json", "--timeout", "20"])
+        proc = CLIProcess([tiny, cam.url, "--json", "--timeout", "20"])
         proc.wait_for(lambda: len(proc.out) >= 1)
         t0 = time.monotonic()
         proc.p.send_signal(signal.SIGTERM)

@@ -1,0 +1,95 @@
+"""Stream faults with the issue's bounds: a stall is detected within 3.5 s (default 3 s read
+timeout), a camera down for a while is back within outage + 8 s, a mid-stream resolution change
+is followed, a failing sink (/dev/full: ENOSPC) is an event and the stream goes on or stops
+cleanly, and SIGTERM loses no result. Figures over longer outages: benchmarks/stream_faults.py."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import pytest
+from mjpeg_server import MJPEGCamera
+from stream_faults import outage, resolution_change, sigterm_drain, sink_full, stall
+from stream_fixtures import frames, tiny_detector, write_video
+
+from edgerun.runtime import open_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_detector(str(tmp_path_factory.mktemp("m") / "tiny.onnx"))
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return open_model(tiny)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(str(tmp_path_factory.mktemp("v") / "in.avi"), frames(60))
+
+
+def test_stall_detected_within_3_5_s(model):
+    r = stall(model)
+    assert r["read"] == 10 and r["results"] >= 1 and "stall" in r["kinds"] and "disconnected" in r["kinds"], r
+    assert 2.9 <= r["detected_after_s"] <= 3.5, r
+
+
+def test_outage_reconnects_within_outage_plus_8_s(model):
+    r = outage(model, seconds=2.0)
+    assert r["results"] == 20 and r["refused"] >= 1, r
+    assert r["attempts"] >= 2, r  # refused at least once: backing off
+    assert r["reconnected_after_disconnect_s"] <= r["budget_s"], r
+    assert r["reconnected_after_camera_back_s"] >= 0, r
+
+
+def test_resolution_change_mid_connection(model):
+    r = resolution_change(model)
+    assert r["results"] == r["ok"] == 10, r
+    assert r["shapes"] == [(64, 160), (96, 128)] and "resolution" in r["kinds"], r
+
+
+def test_corrupt_jpeg_packets_are_skipped_not_a_disconnect(model):
+    r = resolution_change(model, corrupt=(2, 7))
+    assert r["results"] == r["ok"] == 8, r
+    assert r["kinds"].count("bad_frame") == 2 and "reconnecting" not in r["kinds"], r
+
+
+def test_json_sink_on_dev_full_stops_cleanly(tiny, video):
+    r = sink_full(tiny, video)
+    assert r["exit"] == 1 and not r["traceback"], r["stderr"]
+    assert len(r["sink_errors"]) == 1 and "No space left on device" in r["sink_errors"][0], r["stderr"]
+    assert "no output left, stopping" in r["sink_errors"][0]
+    assert r["results"] is not None and r["results"] < 60, r["line"]
+
+
+def test_json_sink_fails_video_sink_goes_on(tiny, video, tmp_path):
+    out = str(tmp_path / "out.mp4")
+    r = sink_full(tiny, video, save=out)
+    assert r["exit"] == 1 and not r["traceback"], r["stderr"]
+    assert len(r["sink_errors"]) == 1 and "continuing with video" in r["sink_errors"][0], r["stderr"]
+    assert r["results"] == r["read"] == 60, r["line"]
+    cap = cv2.VideoCapture(out)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+
+
+def test_unopenable_video_sink_is_an_event(tiny, video, tmp_path):
+    r = sink_full(tiny, video, save=str(tmp_path / "no-such-dir" / "out.mp4"))
+    assert r["exit"] == 1 and not r["traceback"], r["stderr"]
+    assert [e for e in r["sink_errors"] if "video" in e and "cannot open" in e], r["stderr"]
+    assert not os.path.exists(tmp_path / "no-such-dir")
+
+
+def test_sigterm_on_a_file_loses_nothing(tiny, tmp_path):
+    long = write_video(str(tmp_path / "long.avi"), frames(400))
+    r = sigterm_drain(tiny, long, extra=("--max-fps", "30"))
+    assert r["exit"] == 0 and r["in_order"], r["stderr"]
+    assert r["lost"] == 0 and r["dropped"] == 0 and 5 <= r["records"] < 400, r
+
+
+def test_sigterm_on_a_live_camera_loses_nothing(tiny):
+    with MJPEGCamera(frames=2000, fps=30.0) as cam:
+        r = sigterm_drain(tiny, cam.url)
+    assert r["exit"] == 0 and r["in_order"], r["stderr"]
+    assert r["lost"] == 0 and r["records"] >= 5, r
