@@ -4,7 +4,8 @@
 
 - images: a generated corpus of malformed files (tests/reliability/badimages.py) plus the six photos
   through ``edgerun predict DIR --json`` in a child: exit status, files reported, peak RSS.
-- models: every generated hostile ONNX file through ``edgerun info`` and ``Detector.from_path``.
+- models: every generated hostile ONNX file through ``edgerun info``, ``Detector.from_path`` and
+  ``edgerun export``: refusals, slowest answer, files written.
 - threads: 8 threads sharing one Detector and 8 with one each vs a serial run (bit-identical?).
 - fuzz: the property tests of tests/reliability/fuzz_api.py with more examples, in a child.
 The soak run is benchmarks/soak.py. Timings are not the point here; counts are.
@@ -59,11 +60,17 @@ def hostile_models(tmp: Path) -> dict:
     models = make_models(tmp / "models")
     listing = tmp / "models.txt"
     listing.write_text("".join(f"{p}\n" for _, p in models), encoding="utf-8")
-    res = run_child([sys.executable, str(REL / "hostile_driver.py"), str(listing)], timeout=1800)
+    out = tmp / "export-out"
+    out.mkdir()
+    res = run_child([sys.executable, str(REL / "hostile_driver.py"), str(listing), str(out)], timeout=1800)
     recs = json_records(res.stdout)
     return {"models": len(models), "crashed": res.crashed, "answered": len(recs),
             "refused_by_detector": sum(r["error_type"] is not None for r in recs),
             "info_exit_2": sum(r["info_exit"] == 2 for r in recs),
+            "export_exit_2": sum(r["export_exit"] == 2 for r in recs),
+            "tracebacks": sum("Traceback" in r["info_stderr"] + r["export_stderr"] for r in recs),
+            "slowest_s": {k: round(max(r[k] for r in recs), 2) for k in ("info_s", "load_s", "export_s")},
+            "files_written": len(list(out.iterdir())),
             "ort_saw_outside_refs": sum(r["ort_called"] for r, (c, _) in zip(recs, models)
                                         if c.startswith("external_outside"))}
 
