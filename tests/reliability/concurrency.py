@@ -18,29 +18,38 @@ SHARED = Path(__file__).resolve().parents[3] / "shared"
 PHOTOS = ("bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg")
 
 
-def make_images(n: int = 24) -> list[tuple[np.ndarray, str]]:
-    """Small frames of varied sizes and aspect ratios (different letterbox geometries), some gray."""
+def base_photos() -> list[np.ndarray]:
+    """The six photos of ../shared, or generated scenes when it is absent (a fresh clone)."""
     import cv2
 
-    rng = np.random.default_rng(0)
     photos = [cv2.imread(str(SHARED / "images" / p)) for p in PHOTOS]
-    if any(p is None for p in photos):  # no ../shared (a fresh clone): generated scenes instead
+    if any(p is None for p in photos):
         from edgerun.runtime.demo import make_scene
         photos = [make_scene(seed, size=(360, 480))[0] for seed in range(len(PHOTOS))]
-    out = []
-    for i in range(n):
-        img = photos[i % len(photos)]
-        h, w = int(rng.integers(60, 260)), int(rng.integers(60, 260))
-        small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        out.append((cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), "gray") if i % 5 == 4 else (small, "bgr"))
-    return out
+    return photos
+
+
+def make_image(photos: list[np.ndarray], i: int) -> tuple[np.ndarray, str]:
+    """Call ``i``'s image, a pure function of ``i``: a random crop of a photo resized to a random
+    small size (a different letterbox geometry per call), every fifth one gray. Every call of a
+    2,000-call run sees a different image, and the serial run regenerates the same ones."""
+    import cv2
+
+    rng = np.random.default_rng(i)
+    img = photos[i % len(photos)]
+    H, W = img.shape[:2]
+    ch, cw = int(rng.integers(H // 2, H + 1)), int(rng.integers(W // 2, W + 1))
+    y, x = int(rng.integers(0, H - ch + 1)), int(rng.integers(0, W - cw + 1))
+    h, w = int(rng.integers(60, 260)), int(rng.integers(60, 260))
+    small = cv2.resize(img[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+    return (cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), "gray") if i % 5 == 4 else (small, "bgr")
 
 
 def _key(det) -> tuple[bytes, bytes, bytes]:
     return det.xyxy.tobytes(), det.confidence.tobytes(), det.class_id.tobytes()
 
 
-def _threaded(detectors: list, images: list, calls: int, deadline: float) -> tuple[list, list[str]]:
+def _threaded(detectors: list, photos: list, calls: int, deadline: float) -> tuple[list, list[str]]:
     results: list = [None] * calls
     errors: list[str] = []
     n = len(detectors)
@@ -48,7 +57,7 @@ def _threaded(detectors: list, images: list, calls: int, deadline: float) -> tup
     def work(t: int) -> None:
         try:
             for i in range(t, calls, n):
-                img, fmt = images[i % len(images)]
+                img, fmt = make_image(photos, i)
                 results[i] = _key(detectors[t].detect(img, fmt))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
@@ -69,18 +78,18 @@ def run(model: str, calls: int, n_threads: int = 8, timeout: float = 600, thread
     the first calls (and Numba's compilation) happen in 8 threads at once."""
     from edgerun.runtime import Detector
 
-    images = make_images()
+    photos = base_photos()
     shared = Detector.from_path(model)
     modes = {"shared": [shared] * n_threads, "per_thread": [Detector.from_path(model) for _ in range(n_threads)]}
     report: dict = {"calls": calls, "threads": n_threads, "threads_first": threads_first}
     threaded = {}
     if threads_first:
-        threaded = {m: _timed(_threaded, dets, images, calls, time.monotonic() + timeout) for m, dets in modes.items()}
-    (serial, _), t_serial = _timed(lambda: ([_key(shared.detect(*images[i % len(images)])) for i in range(calls)],
+        threaded = {m: _timed(_threaded, dets, photos, calls, time.monotonic() + timeout) for m, dets in modes.items()}
+    (serial, _), t_serial = _timed(lambda: ([_key(shared.detect(*make_image(photos, i))) for i in range(calls)],
                                             None))
     report["serial_s"] = t_serial
     for mode, dets in modes.items():
-        (res, errors), seconds = threaded.get(mode) or _timed(_threaded, dets, images, calls,
+        (res, errors), seconds = threaded.get(mode) or _timed(_threaded, dets, photos, calls,
                                                               time.monotonic() + timeout)
         report[mode] = {"seconds": seconds, "errors": errors, "missing": sum(r is None for r in res),
                         "mismatches": sum(r != s for r, s in zip(res, serial))}
