@@ -1,5 +1,6 @@
-"""Soak, short: 500 frames through Detector.detect; RSS growth bounded (generously), fds flat.
-The long run is ``python benchmarks/soak.py --frames N`` on the real model."""
+"""Soak, short: 500 frames through Detector.detect and 3,000 through StreamRunner (every_frame);
+RSS growth bounded (generously), fds flat. The long runs are ``benchmarks/soak.py`` and
+``benchmarks/soak_stream.py --frames 108000`` (one hour of 30 fps)."""
 from __future__ import annotations
 
 import sys
@@ -10,6 +11,7 @@ from reliability_util import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from soak import soak, video_frames  # noqa: E402
+from soak_stream import run as soak_stream  # noqa: E402
 
 FRAMES = 500
 RSS_GROWTH_LIMIT_MB = 40  # after warm-up; a per-frame leak of 100 KB would show as 50 MB
@@ -24,3 +26,12 @@ def test_soak_short(tmp_path):
     assert rep["boxes"] > 0
     assert rep["fds_end"] == rep["fds_start"], rep
     assert rep["rss_growth_mb"] < RSS_GROWTH_LIMIT_MB, rep
+
+
+def test_stream_soak_short():
+    """The bundled demo detector, synthetic 640x480 frames pushed with submit()."""
+    rep = soak_stream(str(ROOT / "runtime" / "data" / "demo.onnx"), 3000, 500, "bgr")
+    assert rep["results"] == 3000, rep["results"]
+    assert rep["fds_min"] == rep["fds_max"], rep
+    assert rep["rss_growth_mb"] < RSS_GROWTH_LIMIT_MB, rep
+    assert rep["frame_buffers"] <= 16, rep  # buffers are reused, not allocated per frame
