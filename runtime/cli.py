@@ -128,10 +128,11 @@ def _info(args) -> int:
         "metadata": {k: (v if len(v) < 200 else v[:197] + "...") for k, v in sess.metadata.items()},
         "spec": spec.describe(),
         "guessed": list(spec.guessed),
+        "problem": _problem(sess, spec),
     }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
-        return 0
+        return _refuse(report["problem"])
     print(f"model:   {report['model']}")
     for kind in ("inputs", "outputs"):
         for t in report[kind]:
@@ -141,7 +142,28 @@ def _info(args) -> int:
     for k, v in report["spec"].items():
         mark = "  (guessed)" if k in spec.guessed else ""
         print(f"spec     {k} = {v}{mark}")
-    return 0
+    return _refuse(report["problem"])
+
+
+def _problem(sess, spec) -> str | None:
+    """Why no task object can run this model as described (the check ``open_model`` makes), or None."""
+    from .tasks import TASK_CLASSES
+
+    if spec.task not in TASK_CLASSES:
+        return f"{sess.path}: task {spec.task!r} is not supported yet"
+    try:
+        TASK_CLASSES[spec.task][0](sess, spec)
+    except EdgerunError as exc:
+        return str(exc)
+    return None
+
+
+def _refuse(problem: str | None) -> int:
+    """The description is printed either way; a model nothing can run still exits 2."""
+    if problem is None:
+        return 0
+    print(f"edgerun: error: {problem}", file=sys.stderr)
+    return 2
 
 
 def _warmup() -> int:
