@@ -51,8 +51,8 @@ def run(path: str, out: str) -> dict:
     try:
         ORT_CALLS.clear()
         rec = {"path": path, **_cli("info", ["info", path]), **_load(path)}
-        rec["ort_called"] = bool(ORT_CALLS)
         rec.update(_cli("export", ["export", path, "-o", out]))
+        rec["ort_called"] = bool(ORT_CALLS)  # by any of the three
         return rec
     finally:
         faulthandler.cancel_dump_traceback_later()
