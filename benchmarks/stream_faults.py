@@ -17,10 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import stream_faults as sf
-from edgerun.runtime import open_model
-from mjpeg_server import MJPEGCamera
-from stream_fixtures import frames, write_video
+import stream_fault_cases as sf  # noqa: E402
+from mjpeg_server import MJPEGCamera  # noqa: E402
+from stream_fixtures import frames, write_video  # noqa: E402
+
+from edgerun.runtime import open_model  # noqa: E402
 
 MODEL = str(ROOT / "runtime" / "data" / "demo.onnx")
 

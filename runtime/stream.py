@@ -85,13 +85,15 @@ class StreamRunner:
     ``workers``/``threads``: parallel ORT sessions x intra-op threads (default ``choose_split``,
     "calibrate" measures); ``keep_frames``: results carry the frame (``image``) for drawing;
     ``emit_dropped``: yield drop records too; ``tracker``: e.g. ``ByteTracker()``, run in order;
-    ``on_result``: callback form (called in order on one thread); ``on_event``: source events.
+    ``on_result``: callback form (called in order on one thread); ``on_event``: source events;
+    ``stall_timeout``: a live source that has not delivered a frame for this many seconds gets a
+    ``stall`` event from a watchdog, whatever its backend does meanwhile (a blocked read included).
     """
 
     def __init__(self, model, *, mode: str = "every_frame", max_fps: float | None = None,
                  workers: int | str | None = None, threads: int | None = None, queue_size: int = 4,
                  keep_frames: bool = False, emit_dropped: bool = False, tracker=None,
-                 max_frames: int | None = None,
+                 max_frames: int | None = None, stall_timeout: float = 3.0,
                  on_result: Callable[[StreamResult], None] | None = None,
                  on_event: Callable[[dict], None] | None = None):
         if mode not in MODES:
@@ -109,6 +111,11 @@ class StreamRunner:
         self.threads = int(threads or (auto[1] if workers is None else max(1, cpu_budget() // self.workers)))
         self.keep_frames, self.emit_dropped, self.max_frames = keep_frames, emit_dropped, max_frames
         self.tracker, self.on_result, self.on_event = tracker, on_result, on_event
+        if not stall_timeout > 0:
+            raise EdgerunValueError(f"stall_timeout: expected a positive number of seconds, got {stall_timeout!r}")
+        self.stall_timeout = float(stall_timeout)
+        self._reading_since: float | None = None  # time.monotonic() when the pending read began
+        self._stall_reported = False  # for the pending read (the source may report the same stall)
         self.events: collections.deque = collections.deque(maxlen=1000)
         self.source: Source | None = None
         self._dtype = np.float16 if model.spec.input_dtype == "float16" else np.float32
@@ -152,6 +159,8 @@ class StreamRunner:
             self.source = source if isinstance(source, Source) else open_source(source, **source_options)
             self.source.on_event = self._event
             spawn.append(("edgerun-capture", self._capture_loop))
+            if self.source.live:
+                spawn.append(("edgerun-watchdog", self._watchdog_loop))
         for name, fn in spawn:
             t = threading.Thread(target=fn, name=name, daemon=True)
             t.start()
@@ -277,7 +286,9 @@ class StreamRunner:
             while not self._stop_reading.is_set():
                 if self.max_frames is not None and self._next_index >= self.max_frames:
                     break
+                self._reading_since, self._stall_reported = time.monotonic(), False
                 got = src.read(self._pool)
+                self._reading_since = None
                 if got is None:
                     break
                 image, ts, t_read = got
@@ -287,6 +298,14 @@ class StreamRunner:
         finally:
             src.close()
             self._close_input()
+
+    def _watchdog_loop(self) -> None:
+        """Report a live source that delivers nothing for ``stall_timeout`` s, once per stall."""
+        while not (self._stop_reading.wait(0.1) or self._input_closed):
+            since = self._reading_since
+            if since is not None and not self._stall_reported and time.monotonic() - since >= self.stall_timeout:
+                self._stall_reported = True
+                self._event({"kind": "stall", "detail": f"no frame for {time.monotonic() - since:.1f} s"})
 
     # -- stages -------------------------------------------------------------------------------------
     def _pre_loop(self) -> None:
@@ -414,6 +433,8 @@ class StreamRunner:
         self._event({"kind": kind, "detail": detail})
 
     def _event(self, event: dict) -> None:
+        if event.get("kind") == "stall" and "source" in event and self._stall_reported:
+            return  # the watchdog already reported this stall
         event.setdefault("time", time.time())
         self.events.append(event)
         self._stats.event(event)
@@ -436,7 +457,7 @@ def stream(model, source: Any, **options: Any) -> Iterator[StreamResult]:
     """Iterate over ``StreamResult`` for ``source`` (path, directory, camera index, URL, Source).
     Options: StreamRunner's (mode, max_fps, workers, threads, tracker, ...) and open_source's."""
     runner_keys = ("mode", "max_fps", "workers", "threads", "queue_size", "keep_frames",
-                   "emit_dropped", "tracker", "on_event", "max_frames")
+                   "emit_dropped", "tracker", "on_event", "max_frames", "stall_timeout")
     kw = {k: options.pop(k) for k in list(options) if k in runner_keys}
     src = source if isinstance(source, Source) else open_source(source, **options)
     kw.setdefault("mode", "latest" if src.live else "every_frame")

@@ -46,7 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=lambda v: v if v == "calibrate" else int(v),
                    help="parallel inference sessions, or 'calibrate' to measure (default: automatic)")
     p.add_argument("--threads", type=int, help="ORT threads per session (default: automatic)")
-    p.add_argument("--timeout", type=float, default=3.0, help="open/read timeout for URLs, seconds")
+    p.add_argument("--timeout", type=float, default=3.0, help="open/read timeout for URLs, and the stall "
+                   "watchdog's for every live source, seconds")
 
 
 class _Abort(Exception):
@@ -214,7 +215,8 @@ def run_stream(args) -> int:
         tracker = ByteTracker()
     runner = StreamRunner(model, mode=mode, max_fps=args.max_fps, max_frames=args.max_frames,
                           workers=args.workers, threads=args.threads, tracker=tracker,
-                          keep_frames=bool(args.save or args.view is not None), on_event=_log_event)
+                          keep_frames=bool(args.save or args.view is not None), on_event=_log_event,
+                          stall_timeout=args.timeout)
     view = None
     if args.view is not None:
         from .stream_view import ViewServer

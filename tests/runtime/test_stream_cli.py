@@ -10,7 +10,7 @@ import urllib.request
 import cv2
 import pytest
 from mjpeg_server import MJPEGCamera
-from stream_faults import CLIProcess
+from stream_fault_cases import CLIProcess
 from stream_fixtures import frames, tiny_detector, write_video
 
 from edgerun.runtime.cli import main

@@ -25,18 +25,24 @@ def _first(events: list[dict], kind: str) -> float | None:
     return next((e["time"] for e in events if e["kind"] == kind), None)
 
 
-def stall(model, *, read_timeout: float = 3.0) -> dict:
-    """The camera sends 10 frames then keeps the connection open, silent: time to the stall event."""
-    with MJPEGCamera(frames=10, end="stall", stall=read_timeout + 10, max_connections=1) as cam:
+def stall(model, *, read_timeout: float = 3.0, silent: float | None = None) -> dict:
+    """The camera sends 10 frames then keeps the connection open, silent for ``silent`` s (default:
+    past the read timeout), then closes it: time from its last frame to the stall event, and to the
+    disconnect. With ``read_timeout`` > ``silent`` the read is still blocked when the stall is due:
+    only the runner's watchdog can report it."""
+    silent = read_timeout + 10 if silent is None else silent
+    with MJPEGCamera(frames=10, end="stall", stall=silent, max_connections=1) as cam:
         src = VideoSource(cam.url, read_timeout=read_timeout, max_reconnects=0)
         runner = StreamRunner(model, mode="latest").start(src)
-        results = list(runner.results(timeout=read_timeout + 20))
+        results = list(runner.results(timeout=read_timeout + silent + 20))
         last = cam.last_frame_at
     ev = list(runner.events)
-    t = _first(ev, "stall")
-    return {"read_timeout_s": read_timeout, "read": runner.stats()["read"], "results": len(results),
-            "kinds": [e["kind"] for e in ev],
-            "detected_after_s": None if t is None else round(t - last, 3)}
+    t, t_disc = _first(ev, "stall"), _first(ev, "disconnected")
+    return {"read_timeout_s": read_timeout, "silent_s": silent, "read": runner.stats()["read"],
+            "results": len(results), "kinds": [e["kind"] for e in ev],
+            "stalls": sum(e["kind"] == "stall" for e in ev),
+            "detected_after_s": None if t is None else round(t - last, 3),
+            "disconnected_after_s": None if t_disc is None else round(t_disc - last, 3)}
 
 
 def outage(model, *, seconds: float, backoff: tuple[float, float] = (0.25, 5.0),
