@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     rep: dict = {"stall": [], "outage": []}
     for _ in range(args.repeat):
         rep["stall"].append({k: v for k, v in sf.stall(model).items() if k not in strip})
+    rep["stall_blocked_read"] = [{k: v for k, v in sf.stall(model, read_timeout=10.0, silent=5.0).items()
+                                  if k not in strip} for _ in range(args.repeat)]
     for sec in (float(s) for s in args.outages.split(",")):
         rep["outage"].append({k: v for k, v in sf.outage(model, seconds=sec).items() if k not in strip})
     rep["resolution_change"] = sf.resolution_change(model, corrupt=(2, 7))
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         with MJPEGCamera(sizes=((480, 640),), frames=5000, fps=30.0) as cam:
             rep["sigterm_camera"] = {k: v for k, v in sf.sigterm_drain(MODEL, cam.url, after=50).items()
                                      if k != "stderr"}
-    det = [r["detected_after_s"] for r in rep["stall"]]
+    det = [r["detected_after_s"] for r in rep["stall"] + rep["stall_blocked_read"]]
     rep["verdict"] = {
         "stall_max_s": max(det), "stall_within_3_5_s": max(det) <= 3.5,
         "reconnect_within_outage_plus_8_s": all(r["reconnected_after_disconnect_s"] <= r["budget_s"]
