@@ -17,7 +17,7 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
 __all__ = ["Frame", "ImageError", "read_image", "iter_frames", "IMAGE_EXTS", "VIDEO_EXTS",
-           "max_image_pixels", "declared_size", "DEFAULT_MAX_IMAGE_PIXELS"]
+           "max_image_pixels", "declared_size", "decode_image", "DEFAULT_MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decodes to 300 MB of BGR
@@ -56,26 +56,31 @@ def read_image(path: str, *, max_pixels: int | None = None) -> np.ndarray:
     Files whose header declares more than ``max_pixels`` (default ``max_image_pixels()``) are
     refused before decoding (decompression bombs); PNG, JPEG, BMP, WebP and GIF headers are read.
     """
+    return decode_image(_read_bytes(path), path, max_pixels=max_pixels)
+
+
+def decode_image(data: np.ndarray, name: str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (uint8 array) to BGR uint8 with ``read_image``'s checks (pixel
+    limit before decoding, PNG overruns); raises ``ImageError`` starting with ``name``."""
     import cv2
 
     limit = max_image_pixels() if max_pixels is None else int(max_pixels)
-    data = _read_bytes(path)
     size = declared_size(data)
     if size is not None and size[0] * size[1] > limit:
         w, h = size
-        raise ImageError(f"{path}: image declares {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of "
+        raise ImageError(f"{name}: image declares {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of "
                          f"{limit / 1e6:g} MP (a decompression bomb?); raise it with "
                          "EDGERUN_MAX_IMAGE_PIXELS or read_image(..., max_pixels=...)")
     overrun = _png_overrun(data)
     if overrun:
-        raise ImageError(f"{path}: corrupt PNG: {overrun}")
+        raise ImageError(f"{name}: corrupt PNG: {overrun}")
     try:
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. a corrupt header over OpenCV's own size limits
         reason = re.sub(r"^OpenCV\([^)]*\) \S+: error: ", "", str(exc).strip().splitlines()[-1])
-        raise ImageError(f"{path}: not a decodable image ({data.size} bytes; OpenCV: {reason})") from None
+        raise ImageError(f"{name}: not a decodable image ({data.size} bytes; OpenCV: {reason})") from None
     if img is None:
-        raise ImageError(f"{path}: not a decodable image ({data.size} bytes)")
+        raise ImageError(f"{name}: not a decodable image ({data.size} bytes)")
     return img
 
 

@@ -125,28 +125,24 @@ class _Sinks:
     def _guard(self, sink: str, write: Callable[[], None]) -> None:
         try:
             write()
-        except BrokenPipeError:
-            if sink != "json":
-                self._fail(sink, "broken pipe")
-            else:  # stdout closed (e.g. `| head`): not an error, the reader has what it wanted
-                _silence_stdout()
-                self.live.discard(sink)
-                self.failed.append(sink)
+        except BrokenPipeError:  # stdout closed (e.g. `| head`): the reader has what it wanted
+            self._fail(sink, "broken pipe", report=sink != "json")
         except OSError as exc:
             self._fail(sink, f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc))
 
-    def _fail(self, sink: str, why: str) -> None:
+    def _fail(self, sink: str, why: str, report: bool = True) -> None:
         self.live.discard(sink)
         self.failed.append(sink)
-        target = "stdout" if sink == "json" else self.args.save if sink == "video" else "view"
         if sink == "json":
             _silence_stdout()
         elif sink == "video" and self.writer is not None:
             self.writer.release()
             self.writer = None
-        left = ", ".join(sorted(self.live))
-        self.on_error("sink_error", f"{sink} -> {target}: {why}; " +
-                      (f"continuing with {left}" if left else "no output left, stopping"))
+        if report:
+            target = "stdout" if sink == "json" else self.args.save if sink == "video" else "view"
+            left = ", ".join(sorted(self.live))
+            self.on_error("sink_error", f"{sink} -> {target}: {why}; " +
+                          (f"continuing with {left}" if left else "no output left, stopping"))
 
     def _save(self, img) -> None:
         import cv2

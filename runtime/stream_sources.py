@@ -18,7 +18,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunValueError
 
-from .sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, expand_source, read_image
+from .sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, decode_image, expand_source, read_image
 
 __all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES"]
 
@@ -183,10 +183,11 @@ class VideoSource(Source):
                 return None
             if not self._raw_jpeg:
                 break
-            packet, image = image, cv2.imdecode(image, cv2.IMREAD_COLOR)
-            if image is not None:
+            try:
+                image = decode_image(image.reshape(-1), "JPEG packet")
                 break
-            self.event("bad_frame", f"undecodable JPEG packet of {packet.size} bytes skipped")
+            except ImageError as exc:
+                self.event("bad_frame", f"{exc}; skipped")
         else:
             self.event("bad_frame", f"{MAX_BAD_PACKETS} undecodable packets in a row: reconnecting")
             return None

@@ -6,7 +6,8 @@ stalls; ``sizes[i]`` is the resolution served on connection i (a new size = reso
 a connection ends, every new one gets 503 for that many seconds (the camera is down).
 ``last_frame_at`` and ``outages`` ([(start, end)]): ``time.time()`` of the last frame sent and of
 each outage, for timing a client's stall detection and reconnection against its events' times.
-``corrupt``: frame numbers (per connection) sent as undecodable JPEG packets.
+``corrupt``: frame numbers (per connection) sent as undecodable JPEG packets; ``replace``: frame
+number -> the bytes to send instead (e.g. a JPEG declaring a huge size).
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ import numpy as np
 class MJPEGCamera:
     def __init__(self, sizes=((240, 320),), frames: int = 30, fps: float = 30.0, end: str = "disconnect",
                  stall: float = 0.0, change_at: int | None = None, max_connections: int = 20,
-                 outage: float = 0.0, corrupt: tuple[int, ...] = ()):
+                 outage: float = 0.0, corrupt: tuple[int, ...] = (), replace: dict[int, bytes] | None = None):
         self.sizes, self.frames, self.fps, self.end = list(sizes), frames, fps, end
         self.stall, self.change_at, self.max_connections = stall, change_at, max_connections
-        self.outage, self.corrupt = outage, set(corrupt)
+        self.outage, self.corrupt, self.replace = outage, set(corrupt), dict(replace or {})
         self.connections = 0
         self.refused = 0
         self.sent = 0
@@ -86,6 +87,7 @@ class MJPEGCamera:
                 jpg = self._frame(*self.sizes[size], i)
                 if i in self.corrupt:  # a packet of the right framing whose JPEG is garbage
                     jpg = b"\xff\xd8" + bytes(range(256)) * 4
+                jpg = self.replace.get(i, jpg)
                 req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
                 req.wfile.write(jpg + b"\r\n")
                 req.wfile.flush()

@@ -65,17 +65,18 @@ def outage(model, *, seconds: float, backoff: tuple[float, float] = (0.25, 5.0),
             "budget_s": seconds + 8.0}
 
 
-def resolution_change(model, corrupt: tuple[int, ...] = ()) -> dict:
+def resolution_change(model, corrupt: tuple[int, ...] = (), replace: dict[int, bytes] | None = None) -> dict:
     """One connection whose frames change size after 5 of 10: both sizes detected, an event;
-    ``corrupt``: frames sent as undecodable JPEG (skipped with a ``bad_frame`` event)."""
+    ``corrupt``/``replace``: frames sent as undecodable or hostile JPEG (skipped, ``bad_frame``)."""
     with MJPEGCamera(sizes=((96, 128), (64, 160)), frames=10, change_at=5, max_connections=1,
-                     corrupt=corrupt) as cam:
+                     corrupt=corrupt, replace=replace) as cam:
         src = VideoSource(cam.url, max_reconnects=0)
         runner = StreamRunner(model, mode="every_frame").start(src)
         results = list(runner.results(timeout=30))
     return {"results": len(results), "ok": sum(r.ok for r in results),
             "shapes": sorted({tuple(r.detections.image_shape) for r in results if r.ok}),
-            "kinds": [e["kind"] for e in runner.events]}
+            "kinds": [e["kind"] for e in runner.events],
+            "bad_frames": [e["detail"] for e in runner.events if e["kind"] == "bad_frame"]}
 
 
 class CLIProcess:

@@ -79,4 +79,7 @@ def test_signals_never_wait_on_a_stuck_reader(tiny):
         assert any("aborted" in e for e in proc.err)
     else:
         recs = [json.loads(line) for line in proc.out]
-        assert [r["frame"] for r in recs] == list(range(len(recs))) and len(recs) >= 1
+        idx = [r["frame"] for r in recs]  # a live source in `latest` mode may drop (and count) frames
+        assert idx == sorted(set(idx)) and len(recs) >= 1, idx
+        s = proc.summary()
+        assert s["read"] == len(recs) + s["dropped"], s

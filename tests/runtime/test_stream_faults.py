@@ -5,6 +5,8 @@ cleanly, and SIGTERM loses no result. Figures over longer outages: benchmarks/st
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -13,6 +15,9 @@ from stream_fault_cases import outage, resolution_change, sigterm_drain, sink_fu
 from stream_fixtures import frames, tiny_detector, write_video
 
 from edgerun.runtime import open_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+from badimages import jpeg_bomb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +63,14 @@ def test_resolution_change_mid_connection(model):
     assert r["shapes"] == [(64, 160), (96, 128)] and "resolution" in r["kinds"], r
 
 
-def test_corrupt_jpeg_packets_are_skipped_not_a_disconnect(model):
-    r = resolution_change(model, corrupt=(2, 7))
-    assert r["results"] == r["ok"] == 8, r
-    assert r["kinds"].count("bad_frame") == 2 and "reconnecting" not in r["kinds"], r
+def test_corrupt_and_bomb_jpeg_packets_are_skipped_not_a_disconnect(model):
+    """Garbage at frames 2 and 7, a JPEG declaring 60000x60000 at frame 4: refused before decoding
+    by the same pixel limit as image files, the stream goes on."""
+    bomb = jpeg_bomb(cv2.imencode(".jpg", frames(1)[0])[1].tobytes())
+    r = resolution_change(model, corrupt=(2, 7), replace={4: bomb})
+    assert r["results"] == r["ok"] == 7, r
+    assert r["kinds"].count("bad_frame") == 3 and "reconnecting" not in r["kinds"], r
+    assert sum("decompression bomb" in d for d in r["bad_frames"]) == 1, r["bad_frames"]
 
 
 def test_json_sink_on_dev_full_stops_cleanly(tiny, video):
