@@ -37,7 +37,7 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError
 
 from ..tasks.detector import Detector
-from ..cli.predict import frame_record
+from ..results import frame_record
 from ..sources import VIDEO_EXTS, Frame, ImageError, _video_frames, read_image
 
 __all__ = ["BatchDetector", "RAY_REQUIREMENT", "actor_cpus", "decode_image",

@@ -10,7 +10,7 @@ from typing import Any
 from edgerun.kernels.errors import EdgerunError
 
 from ..tasks.detector import Detector
-from ..results import Classifications, Detections, SemanticMask
+from ..results import Classifications, Detections, SemanticMask, frame_record
 from ..sources import VIDEO_EXTS, Frame, ImageError, iter_frames, video_fps
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "demo.onnx")
@@ -23,18 +23,6 @@ def _split_inputs(inputs: list[str]) -> tuple[str, str | None]:
     if len(inputs) > 1:
         raise ImageError(f"expected [MODEL.onnx] [SOURCE], got {inputs}")
     return DEMO_MODEL, (inputs[0] if inputs else None)
-
-
-def frame_record(frame: Frame, det: Detections | None, names: tuple[str, ...]) -> dict[str, Any]:
-    """The JSON object ``edgerun predict --json`` prints per frame."""
-    h, w = (frame.image.shape[:2] if frame.image is not None else (None, None))
-    key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
-    rec: dict[str, Any] = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
-                           key: det.to_records(names) if det is not None else [],
-                           "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
-    if frame.error:
-        rec["error"] = frame.error
-    return rec
 
 
 def run_predict(args) -> int:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .predict import frame_record
+from ..results import frame_record
 from ..sources import Frame
 from ..streaming.runner import StreamResult, StreamRunner
 from ..streaming.sources import VideoSource, open_source
