@@ -18,7 +18,7 @@ from edgerun.runtime import Detector
 from edgerun.runtime.batch import READ_SLACK
 from edgerun.runtime.batch.run import plan_units, size_workers
 from edgerun.runtime.cli import main
-from edgerun.runtime.cli.predict import frame_record
+from edgerun.runtime.results import frame_record
 from edgerun.runtime.sources import Frame, iter_frames, read_image
 
 try:
