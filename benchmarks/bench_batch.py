@@ -55,7 +55,7 @@ def loop_fps(model: str, files: list[str]) -> float:
 
 def ray_fps(model: str, source: str, workers: int, out: str) -> float:
     """Rows per second of run_batch on the already running Ray instance."""
-    from edgerun.runtime.batch_run import run_batch
+    from edgerun.runtime.batch.run import run_batch
 
     summary = run_batch(model, [source], out, workers=workers, progress=False)
     return summary.rows_per_second

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edgerun.runtime.bench import machine_record, summarize
-from edgerun.runtime.face import FaceDetector
+from edgerun.runtime.tasks.face import FaceDetector
 from edgerun.runtime.session import cpu_budget
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")

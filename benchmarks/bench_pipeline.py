@@ -1,6 +1,6 @@
 """Pipeline benchmarks: every detector in ../shared/models (and the bundled demo model) on bus.jpg,
 edgerun interleaved with the plain numpy+OpenCV baseline in the same run, through the same
-measuring code as ``edgerun benchmark`` (``edgerun.runtime.bench_cli.run``).
+measuring code as ``edgerun benchmark`` (``edgerun.runtime.cli.benchmark.run``).
 
     python benchmarks/bench_pipeline.py [--iterations 30] [--threads 0] [--check] [--json FILE]
 
@@ -40,9 +40,9 @@ def supported(model: Path) -> str | None:
 
 def run(*, iterations: int = 30, warmup: int = 5, threads: int = 0, compare: bool = True) -> dict[str, Any]:
     """Measure every supported model; returns {"results": [benchmark results], "skipped": [...]}."""
-    from edgerun.runtime.bench_cli import BenchConfig
-    from edgerun.runtime.bench_cli import run as bench_run
-    from edgerun.runtime.bench_peers import PeerUnavailable
+    from edgerun.runtime.cli.benchmark import BenchConfig
+    from edgerun.runtime.cli.benchmark import run as bench_run
+    from edgerun.runtime.bench.peers import PeerUnavailable
 
     image = SHARED / "images" / "bus.jpg"
     out: dict[str, Any] = {"name": "pipeline", "results": [], "skipped": []}
@@ -79,7 +79,7 @@ def check(res: dict[str, Any], bound: float = 1.5) -> list[str]:
 
 def markdown(res: dict[str, Any]) -> str:
     """One table of all cases and one of the per-stage ratios."""
-    from edgerun.runtime.bench_report import markdown_table
+    from edgerun.runtime.bench.report import markdown_table
 
     cases = [dict(c, name=f"{c['model']} {c['name']}") for r in res["results"] for c in r["cases"]]
     lines = ["Median (p90) ms per stage; CPU = process CPU time / wall (200% = both cores).", "",

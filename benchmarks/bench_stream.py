@@ -57,7 +57,7 @@ def sequential_rate(detector, video: str, frames: int) -> float:
 
 def stream_rate(detector, video: str, frames: int, workers: int | None, threads: int | None) -> float:
     """Frames/s of the pipelined runner (every frame, in order; checked)."""
-    from edgerun.runtime.stream import StreamRunner
+    from edgerun.runtime.streaming.runner import StreamRunner
 
     runner = StreamRunner(detector, mode="every_frame", workers=workers, threads=threads,
                           max_frames=frames + 2).start(video)
@@ -76,7 +76,7 @@ def split_probe(det, tensor: np.ndarray, budget: int, rounds: int, seconds: floa
     """Inference only, 1 x budget threads vs budget x 1 thread, alternated in ``seconds`` slices
     (short slices keep the comparison fair on a machine whose load drifts)."""
     from edgerun.runtime import Session
-    from edgerun.runtime.stream_split import _rate
+    from edgerun.runtime.streaming.split import _rate
 
     feed = {det.spec.input_name: tensor}
     one = [Session(det.session.path, threads=budget)]
@@ -93,7 +93,7 @@ def split_probe(det, tensor: np.ndarray, budget: int, rounds: int, seconds: floa
 
 def bench_model(path: Path, video: str, frames: int, rounds: int, budget: int) -> dict:
     from edgerun.runtime import Detector, Session
-    from edgerun.runtime.stream import choose_split
+    from edgerun.runtime.streaming.runner import choose_split
 
     det = Detector.from_path(str(path), threads=budget)
     tensor, _ = det.preprocess(np.full((576, 768, 3), 114, np.uint8))

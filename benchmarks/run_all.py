@@ -43,7 +43,7 @@ def section_spin(quick: bool) -> tuple[str, Any]:
 
 
 def section_cold(quick: bool) -> tuple[str, Any]:
-    from edgerun.runtime.bench_cold import cold_start
+    from edgerun.runtime.bench.cold import cold_start
 
     image = bench_pipeline.SHARED / "images" / "bus.jpg"
     out, lines = [], ["| model | runs | first result ms (median) | min | max | interpreter | imports | "
@@ -88,7 +88,7 @@ def section_owner(script: str) -> Callable[[bool], tuple[str, Any]]:
 
 
 def _plot_cases(res: dict[str, Any], stem: str) -> None:
-    from edgerun.runtime.bench_report import plot, plot_available
+    from edgerun.runtime.bench.report import plot, plot_available
 
     if not plot_available():
         return

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgerun.runtime.bench import machine_record, open_fds, rss_mb
 from edgerun.runtime.demo import make_scene
-from edgerun.runtime.stream import StreamRunner
+from edgerun.runtime.streaming.runner import StreamRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,20 +17,19 @@ from typing import Any
 from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueError
 
 _WHERE = {
-    "open_model": "tasks", "Detector": "detector", "PoseDetector": "pose", "Segmenter": "segmenter",
-    "Classifier": "classifier", "FaceDetector": "face", "SemanticSegmenter": "semantic",
+    "open_model": "tasks.dispatch", "Detector": "tasks.detector", "PoseDetector": "tasks.pose",
+    "Segmenter": "tasks.segmenter", "Classifier": "tasks.classifier", "FaceDetector": "tasks.face",
+    "SemanticSegmenter": "tasks.semantic",
     "Detections": "results", "Classifications": "results", "SemanticMask": "results",
     "ModelSpec": "spec", "resolve_spec": "spec", "Session": "session", "ModelError": "session",
-    "cpu_budget": "session", "StreamRunner": "stream", "StreamResult": "stream",
-    "ByteTracker": "tracker",
+    "cpu_budget": "session", "stream": "streaming.runner", "StreamRunner": "streaming.runner",
+    "StreamResult": "streaming.runner", "ByteTracker": "streaming.tracker",
 }
 
-__all__ = [*_WHERE, "stream", "EdgerunError", "EdgerunTypeError", "EdgerunValueError"]
+__all__ = [*_WHERE, "EdgerunError", "EdgerunTypeError", "EdgerunValueError"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "stream":  # a callable module: stream(model, source, ...) iterates StreamResults
-        return importlib.import_module(".stream", __name__)
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value

@@ -93,3 +93,16 @@ class SemanticMask:
         total = max(1, self.label_map.size)
         return [{"class_id": c, "class_name": names[c] if c < len(names) else str(c),
                  "fraction": round(int(n) / total, 5)} for c, n in enumerate(counts) if n]
+
+
+def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,
+                 names: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON object one ``sources.Frame`` becomes (predict --json, stream --json, batch rows)."""
+    h, w = (frame.image.shape[:2] if frame.image is not None else (None, None))
+    key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
+    rec: dict[str, Any] = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
+                           key: det.to_records(names) if det is not None else [],
+                           "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
+    if frame.error:
+        rec["error"] = frame.error
+    return rec

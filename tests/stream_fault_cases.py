@@ -17,8 +17,8 @@ import time
 
 from mjpeg_server import MJPEGCamera
 
-from edgerun.runtime.stream import StreamRunner
-from edgerun.runtime.stream_sources import VideoSource
+from edgerun.runtime.streaming.runner import StreamRunner
+from edgerun.runtime.streaming.sources import VideoSource
 
 
 def _first(events: list[dict], kind: str) -> float | None:

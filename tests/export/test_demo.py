@@ -98,7 +98,7 @@ def test_map_perfect_and_duplicates():
 # -- the shipped model ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def detector():
-    from edgerun.runtime.detector import Detector
+    from edgerun.runtime.tasks.detector import Detector
 
     assert os.path.isfile(DEMO_ONNX), f"bundled demo model missing: {DEMO_ONNX}"
     return Detector.from_path(DEMO_ONNX, score_threshold=0.25, threads=1)
@@ -137,7 +137,7 @@ def test_demo_model_on_sample_scene(detector):
 def test_train_demo_tiny_budget_exports(tmp_path):
     """The training script still runs end to end: 2 steps, export, verification, reload."""
     from edgerun.export import train_demo
-    from edgerun.runtime.detector import Detector
+    from edgerun.runtime.tasks.detector import Detector
 
     model = train_demo.train(steps=2, batch=2, fresh=1, log=None)
     report = train_demo.export_and_score(model, str(tmp_path / "tiny.onnx"), eval_scenes=2)

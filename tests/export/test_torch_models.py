@@ -81,7 +81,7 @@ def test_mobilenet_v2_dynamic_batch_classifier(tmp_path):
 
     from edgerun.export.torch_export import export_module
     from edgerun.runtime import open_model
-    from edgerun.runtime.classifier import Classifier
+    from edgerun.runtime.tasks.classifier import Classifier
     from edgerun.runtime.session import Session
     from edgerun.runtime.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 

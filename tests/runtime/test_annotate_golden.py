@@ -23,9 +23,9 @@ import numpy as np
 
 from edgerun.kernels.draw import class_color
 from edgerun.runtime.demo import make_scene
-from edgerun.runtime.detector import Detector
-from edgerun.runtime.predict import DEMO_MODEL
-from edgerun.runtime.tasks import annotate
+from edgerun.runtime.tasks.detector import Detector
+from edgerun.runtime.cli.predict import DEMO_MODEL
+from edgerun.runtime.tasks.dispatch import annotate
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_demo_annotated.png"
 

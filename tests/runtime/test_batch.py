@@ -16,9 +16,9 @@ from conftest import shared_file
 
 from edgerun.runtime import Detector
 from edgerun.runtime.batch import READ_SLACK
-from edgerun.runtime.batch_run import plan_units, size_workers
+from edgerun.runtime.batch.run import plan_units, size_workers
 from edgerun.runtime.cli import main
-from edgerun.runtime.predict import frame_record
+from edgerun.runtime.results import frame_record
 from edgerun.runtime.sources import Frame, iter_frames, read_image
 
 try:
@@ -133,7 +133,7 @@ def test_batch_without_ray_says_how_to_install(model, tmp_path, monkeypatch, cap
 
 def test_cli_and_batch_modules_import_without_ray():
     import subprocess
-    code = ("import sys, edgerun.runtime.batch_run, edgerun.runtime.cli as c; c._parser(); "
+    code = ("import sys, edgerun.runtime.batch.run, edgerun.runtime.cli as c; c._parser(); "
             "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
                        timeout=120)
@@ -215,7 +215,7 @@ def test_bad_files_and_videos(model, coco_files, reference, local_ray, deadline,
 @needs_ray
 def test_killed_actor_is_restarted_and_its_batch_retried(model, coco_files, reference, local_ray,
                                                          deadline, tmp_path):
-    from edgerun.runtime.batch_run import run_batch
+    from edgerun.runtime.batch.run import run_batch
 
     marker = tmp_path / "crash-once"
     marker.write_text("the first actor to see this file exits")

@@ -11,7 +11,7 @@ import pytest
 from conftest import shared_file
 
 from edgerun.runtime.bench import STAGES, STAT_KEYS, Case, Recorder, machine_record, measure, summarize
-from edgerun.runtime.bench_report import CSV_COLUMNS, SCHEMA
+from edgerun.runtime.bench.report import CSV_COLUMNS, SCHEMA
 from edgerun.runtime.cli import main
 
 
@@ -113,7 +113,7 @@ def test_machine_record_fields():
 def test_to_pixel_format_round_trips_through_opencv(fmt, code):
     import cv2
 
-    from edgerun.runtime.bench_inputs import to_pixel_format
+    from edgerun.runtime.bench.inputs import to_pixel_format
 
     rng = np.random.default_rng(0)
     bgr = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (9, 9), 3)
@@ -190,7 +190,7 @@ def test_benchmark_missing_model_or_source(model, tmp_path, capsys):
 
 
 def test_benchmark_plot_without_matplotlib_is_a_clear_error(model, bus, tmp_path, capsys):
-    from edgerun.runtime.bench_report import plot_available
+    from edgerun.runtime.bench.report import plot_available
 
     if plot_available():
         pytest.skip("matplotlib is installed")
@@ -210,7 +210,7 @@ def test_benchmark_compare_ultralytics_when_absent_is_a_clear_error(model, bus, 
 
 def test_baseline_peer_finds_the_same_objects(model, bus_bgr):
     from edgerun.runtime import Detector
-    from edgerun.runtime.bench_peers import BaselinePipeline
+    from edgerun.runtime.bench.peers import BaselinePipeline
     from helpers import match
 
     det = Detector.from_path(model, threads=1)
@@ -224,7 +224,7 @@ def test_baseline_peer_finds_the_same_objects(model, bus_bgr):
 
 @pytest.mark.slow
 def test_cold_start_child_reports_every_phase(model, bus):
-    from edgerun.runtime.bench_cold import spawn_once
+    from edgerun.runtime.bench.cold import spawn_once
 
     rep = spawn_once(model, bus, threads=1)
     assert rep["detections"] >= 4 and rep["peak_rss_mb"] > 0
@@ -232,7 +232,7 @@ def test_cold_start_child_reports_every_phase(model, bus):
 
 
 def test_benchmark_plot_writes_breakdown_and_histogram(model, bus, tmp_path):
-    from edgerun.runtime.bench_report import plot_available
+    from edgerun.runtime.bench.report import plot_available
 
     if not plot_available():
         pytest.skip("matplotlib is not installed (the `plot` extra)")

@@ -13,7 +13,7 @@ import pytest
 from conftest import shared_file
 
 from edgerun.runtime import open_model
-from edgerun.runtime.classifier import Classifier
+from edgerun.runtime.tasks.classifier import Classifier
 
 MODEL = ("models", "mobilenetv2_224_imagenet_int8.onnx")
 TOP = {"squirrel_cls.jpg": [335], "chelsea.png": [285, 282, 281], "coffee.png": [967],

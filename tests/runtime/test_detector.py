@@ -10,7 +10,7 @@ from conftest import IMAGES, shared_file
 from helpers import match, reference_detect
 
 from edgerun.kernels.errors import EdgerunError
-from edgerun.runtime.detector import Detector
+from edgerun.runtime.tasks.detector import Detector
 from edgerun.runtime.session import ModelError
 
 PHOTOS = ["bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg"]

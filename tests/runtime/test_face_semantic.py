@@ -9,8 +9,8 @@ from conftest import shared_file
 from helpers import iou_matrix
 
 from edgerun.runtime import open_model
-from edgerun.runtime.face import FaceDetector
-from edgerun.runtime.semantic import SemanticSegmenter
+from edgerun.runtime.tasks.face import FaceDetector
+from edgerun.runtime.tasks.semantic import SemanticSegmenter
 
 YUNET = ("models", "face_detection_yunet_2023mar.onnx")
 DEEPLAB = ("models", "deeplabv3_mnv2_pascalvoc_257.onnx")

@@ -16,7 +16,7 @@ import pytest
 from conftest import SHARED, shared_file
 from helpers import match
 
-from edgerun.runtime.detector import Detector
+from edgerun.runtime.tasks.detector import Detector
 
 MODELS = ["yolov8n_640_fp32dq", "yolov8n_640_int8dyn", "yolov8n_320_int8dyn"]
 CONF, IOU_MIN, CONF_TOL = 0.25, 0.95, 0.01

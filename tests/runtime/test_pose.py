@@ -12,7 +12,7 @@ from helpers import match
 
 from edgerun.kernels.preprocess import plan
 from edgerun.runtime import open_model
-from edgerun.runtime.pose import PoseDetector
+from edgerun.runtime.tasks.pose import PoseDetector
 
 MODEL = ("models", "yolo11n-pose_640_fp32.onnx")
 SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10

@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_file
 
 from edgerun.runtime import open_model
-from edgerun.runtime.segmenter import Segmenter
+from edgerun.runtime.tasks.segmenter import Segmenter
 
 MODEL = ("models", "yolov8n-seg_320_fp32dq.onnx")
 

@@ -11,8 +11,8 @@ from stream_fixtures import frames, tiny_detector, to_format, write_video
 
 from edgerun.kernels.errors import EdgerunValueError
 from edgerun.runtime import open_model
-from edgerun.runtime.stream import StreamRunner, choose_split, stream
-from edgerun.runtime.tracker import ByteTracker
+from edgerun.runtime.streaming.runner import StreamRunner, choose_split, stream
+from edgerun.runtime.streaming.tracker import ByteTracker
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_options_are_validated(model):
 
 
 def test_calibrated_split(model):
-    from edgerun.runtime.stream_split import calibrate_split
+    from edgerun.runtime.streaming.split import calibrate_split
     assert calibrate_split(model, 2, seconds=0.05, rounds=1) in ((2, 1), (1, 2))
     runner = StreamRunner(model, workers="calibrate")
     assert runner.workers * runner.threads >= 2

@@ -11,8 +11,8 @@ from stream_fixtures import frames, tiny_detector
 
 from edgerun.runtime import open_model
 from edgerun.runtime.sources import ImageError
-from edgerun.runtime.stream import StreamRunner
-from edgerun.runtime.stream_sources import ImageSource, VideoSource, open_source
+from edgerun.runtime.streaming.runner import StreamRunner
+from edgerun.runtime.streaming.sources import ImageSource, VideoSource, open_source
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from stream_fixtures import frames, tiny_detector
 from ts_camera import TSCamera
 
 from edgerun.runtime import open_model
-from edgerun.runtime.stream import StreamRunner
-from edgerun.runtime.stream_sources import VideoSource
+from edgerun.runtime.streaming.runner import StreamRunner
+from edgerun.runtime.streaming.sources import VideoSource
 
 
 @pytest.fixture(scope="module")

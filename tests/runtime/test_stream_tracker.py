@@ -6,7 +6,7 @@ import pytest
 
 from edgerun.kernels.assign import box_iou, linear_assignment
 from edgerun.runtime.results import Detections
-from edgerun.runtime.tracker import ByteTracker
+from edgerun.runtime.streaming.tracker import ByteTracker
 
 
 def _scene(seed: int, frames: int = 80, objects: int = 6, miss: float = 0.1, clutter: int = 2):
@@ -92,7 +92,7 @@ def test_tracker_on_vtest_keeps_ids_between_frames():
     from conftest import shared_file
 
     from edgerun.runtime import open_model
-    from edgerun.runtime.stream import stream
+    from edgerun.runtime.streaming.runner import stream
 
     model = open_model(str(shared_file("models", "yolov8n_320_int8dyn.onnx")))
     video = str(shared_file("video", "vtest.avi"))

@@ -45,5 +45,5 @@ def test_predict_task_override(capsys):
 
 
 def test_warmup_tasks_compiles_every_task_kernel():
-    from edgerun.runtime.tasks import warmup_tasks
+    from edgerun.runtime.tasks.dispatch import warmup_tasks
     assert warmup_tasks() == 9

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunValueError
 
-from .sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, decode_image, expand_source, read_image
+from ..sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, decode_image, expand_source, read_image
 
 __all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES"]
 

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .predict import frame_record
-from .sources import Frame
-from .stream import StreamResult, StreamRunner
-from .stream_sources import VideoSource, open_source
+from ..results import frame_record
+from ..sources import Frame
+from ..streaming.runner import StreamResult, StreamRunner
+from ..streaming.sources import VideoSource, open_source
 
 __all__ = ["add_arguments", "run_stream"]
 
@@ -115,7 +115,7 @@ class _Sinks:
         elif r.error:
             print(f"edgerun: error: frame {r.index}: {r.error}", file=sys.stderr)
         if r.image is not None and r.detections is not None and self.live & {"video", "view"}:
-            from .tasks import annotate
+            from ..tasks.dispatch import annotate
             img = annotate(r.image, r.detections, self.names)
             if "video" in self.live:
                 self._guard("video", lambda: self._save(img))
@@ -189,7 +189,7 @@ def record(r: StreamResult, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _open(args):
-    from .tasks import open_model
+    from ..tasks.dispatch import open_model
 
     opts = {k: v for k, v in (("score_threshold", args.conf), ("iou_threshold", args.iou)) if v is not None}
     model = open_model(args.model, strict=False, **opts)
@@ -207,7 +207,7 @@ def run_stream(args) -> int:
     mode = {"latest": "latest", "every": "every_frame", None: "latest" if src.live else "every_frame"}[args.mode]
     tracker = None
     if args.track:
-        from .tracker import ByteTracker
+        from ..streaming.tracker import ByteTracker
         tracker = ByteTracker()
     runner = StreamRunner(model, mode=mode, max_fps=args.max_fps, max_frames=args.max_frames,
                           workers=args.workers, threads=args.threads, tracker=tracker,
@@ -215,7 +215,7 @@ def run_stream(args) -> int:
                           stall_timeout=args.timeout)
     view = None
     if args.view is not None:
-        from .stream_view import ViewServer
+        from ..streaming.view import ViewServer
         view = ViewServer(args.view, runner.stats)
         print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
     fps = args.max_fps or (src.fps if isinstance(src, VideoSource) else 10.0)

@@ -45,11 +45,11 @@ def _translate_kv(argv: list[str]) -> list[str]:
 
 # Commands whose options and code live in their own modules: (module, entry point, help)
 _COMMANDS = {
-    "stream": ("edgerun.runtime.stream_cli", "run_stream",
+    "stream": ("edgerun.runtime.cli.stream", "run_stream",
                "pipelined detection on a video, folder, camera or URL"),
-    "benchmark": ("edgerun.runtime.bench_cli", "run_benchmark",
+    "benchmark": ("edgerun.runtime.cli.benchmark", "run_benchmark",
                   "time each stage, cold start and peers on a model"),
-    "batch": ("edgerun.runtime.batch_run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
+    "batch": ("edgerun.runtime.batch.run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
     "export": ("edgerun.export.cli", "run_export", "finish an ONNX model: metadata, fp16/int8, verified"),
 }
 
@@ -116,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _info(args) -> int:
-    from .session import Session
-    from .spec import resolve_spec
+    from ..session import Session
+    from ..spec import resolve_spec
 
     sess = Session(args.model)
     spec = resolve_spec(sess.metadata, sess.inputs, sess.outputs)
@@ -147,7 +147,7 @@ def _info(args) -> int:
 
 def _problem(sess, spec) -> str | None:
     """Why no task object can run this model as described (the check ``open_model`` makes), or None."""
-    from .tasks import TASK_CLASSES
+    from ..tasks.dispatch import TASK_CLASSES
 
     if spec.task not in TASK_CLASSES:
         return f"{sess.path}: task {spec.task!r} is not supported yet"
@@ -169,7 +169,7 @@ def _refuse(problem: str | None) -> int:
 def _warmup() -> int:
     from edgerun.kernels._jit import cache_dir
 
-    from .warmup import warmup
+    from ..tasks.warmup import warmup
 
     t0 = time.perf_counter()
     n = warmup()

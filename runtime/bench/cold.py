@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from .bench import summarize
+from . import summarize
 
 __all__ = ["cold_start", "spawn_once", "ColdStartError"]
 
@@ -36,7 +36,7 @@ spawn, model, image, threads, spin, fmt = float(sys.argv[1]), sys.argv[2], sys.a
 import numpy as np, cv2
 t_libs = time.perf_counter()
 from edgerun.runtime import Detector
-from edgerun.runtime.bench_inputs import to_pixel_format
+from edgerun.runtime.bench.inputs import to_pixel_format
 t_import = time.perf_counter()
 img = cv2.imread(image)
 t_read = time.perf_counter()

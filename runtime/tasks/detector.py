@@ -18,9 +18,9 @@ from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
 from edgerun.kernels.nms import nms
 from edgerun.kernels.preprocess import Geometry, letterbox, plan
 
-from .results import Detections
-from .session import ModelError, Session
-from .spec import ModelSpec, resolve_spec
+from ..results import Detections
+from ..session import ModelError, Session
+from ..spec import ModelSpec, resolve_spec
 
 __all__ = ["Detector"]
 

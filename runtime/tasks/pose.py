@@ -13,9 +13,9 @@ from edgerun.kernels.keypoints import gather_keypoints
 from edgerun.kernels.preprocess import Geometry
 
 from .detector import Detector
-from .results import Detections
-from .session import ModelError, Session
-from .spec import ModelSpec
+from ..results import Detections
+from ..session import ModelError, Session
+from ..spec import ModelSpec
 
 __all__ = ["PoseDetector", "COCO_SKELETON"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError
 
-from .bench import Recorder
+from . import Recorder
 
 __all__ = ["BaselinePipeline", "UltralyticsPipeline", "PeerUnavailable", "make_peer"]
 

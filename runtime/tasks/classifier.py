@@ -16,9 +16,9 @@ from edgerun.kernels.preprocess import Geometry
 from edgerun.kernels.topk import softmax, topk
 
 from .detector import Detector
-from .results import Classifications
-from .session import ModelError, Session
-from .spec import ModelSpec, resolve_spec
+from ..results import Classifications
+from ..session import ModelError, Session
+from ..spec import ModelSpec, resolve_spec
 
 __all__ = ["Classifier"]
 

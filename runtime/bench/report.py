@@ -29,7 +29,7 @@ import json
 import math
 from typing import Any, Sequence
 
-from .bench import STAGES, STAT_KEYS
+from . import STAGES, STAT_KEYS
 
 __all__ = ["SCHEMA", "CSV_COLUMNS", "summary_block", "write_json", "write_csv", "markdown_table",
            "ratios", "plot", "plot_available"]
@@ -95,7 +95,7 @@ def summary_block(result: dict[str, Any]) -> str:
     if result.get("cold_start", {}) and "error" in result["cold_start"]:
         lines += ["", f"Cold start FAILED: {result['cold_start']['error']}"]
     elif result.get("cold_start"):
-        from .bench_cold import cold_summary
+        from .cold import cold_summary
         lines += [""] + cold_summary(result["cold_start"])
     if result.get("soak"):
         s = result["soak"]

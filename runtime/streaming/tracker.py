@@ -19,7 +19,7 @@ import numpy as np
 
 from edgerun.kernels.assign import box_iou, linear_assignment
 
-from .results import Detections
+from ..results import Detections
 
 __all__ = ["ByteTracker", "KalmanXYAH"]
 

@@ -21,9 +21,9 @@ from edgerun.kernels.nms import nms
 from edgerun.kernels.preprocess import Geometry
 
 from .detector import Detector
-from .results import Detections
-from .session import ModelError, Session
-from .spec import YUNET_OUTPUTS, ModelSpec, resolve_spec
+from ..results import Detections
+from ..session import ModelError, Session
+from ..spec import YUNET_OUTPUTS, ModelSpec, resolve_spec
 
 __all__ = ["FaceDetector"]
 

@@ -17,9 +17,9 @@ from edgerun.kernels.masks import process_masks
 from edgerun.kernels.preprocess import Geometry
 
 from .detector import Detector
-from .results import Detections
-from .session import ModelError, Session
-from .spec import ModelSpec
+from ..results import Detections
+from ..session import ModelError, Session
+from ..spec import ModelSpec
 
 __all__ = ["Segmenter", "MASK_OPTIONS"]
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from edgerun.kernels.errors import EdgerunError
 
-from .detector import Detector
-from .results import Classifications, Detections, SemanticMask
-from .sources import VIDEO_EXTS, Frame, ImageError, iter_frames, video_fps
+from ..tasks.detector import Detector
+from ..results import Classifications, Detections, SemanticMask, frame_record
+from ..sources import VIDEO_EXTS, Frame, ImageError, iter_frames, video_fps
 
-DEMO_MODEL = os.path.join(os.path.dirname(__file__), "data", "demo.onnx")
+DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "demo.onnx")
 
 
 def _split_inputs(inputs: list[str]) -> tuple[str, str | None]:
@@ -23,18 +23,6 @@ def _split_inputs(inputs: list[str]) -> tuple[str, str | None]:
     if len(inputs) > 1:
         raise ImageError(f"expected [MODEL.onnx] [SOURCE], got {inputs}")
     return DEMO_MODEL, (inputs[0] if inputs else None)
-
-
-def frame_record(frame: Frame, det: Detections | None, names: tuple[str, ...]) -> dict[str, Any]:
-    """The JSON object ``edgerun predict --json`` prints per frame."""
-    h, w = (frame.image.shape[:2] if frame.image is not None else (None, None))
-    key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
-    rec: dict[str, Any] = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
-                           key: det.to_records(names) if det is not None else [],
-                           "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
-    if frame.error:
-        rec["error"] = frame.error
-    return rec
 
 
 def run_predict(args) -> int:
@@ -49,13 +37,13 @@ def run_predict(args) -> int:
         overrides["head"] = args.head
     if args.num_classes:
         overrides["num_classes"] = args.num_classes
-    from .tasks import open_model
+    from ..tasks.dispatch import open_model
     given = {"score_threshold": args.conf, "iou_threshold": args.iou}  # None: the task's default
     options = {k: v for k, v in given.items() if v is not None}
     det = open_model(model, task=getattr(args, "task", None), strict=False, max_detections=args.max_det,
                      class_agnostic=args.agnostic, threads=args.threads, **options, **overrides)
     if source is None:
-        from .demo import sample_scene_path
+        from ..demo import sample_scene_path
         source = sample_scene_path()
     return _run(det, source, args)
 
@@ -116,7 +104,7 @@ def _summary(frame: Frame, det: Detections | Classifications | SemanticMask, nam
 def _save(frame: Frame, det: Detections, detector: Detector, out_dir: str, writers: dict) -> None:
     import cv2
 
-    from .tasks import annotate
+    from ..tasks.dispatch import annotate
 
     os.makedirs(out_dir, exist_ok=True)
     img = frame.image.copy()

@@ -22,9 +22,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
-import sys
 import threading
-import types
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -33,10 +31,10 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
-from .session import Session, cpu_budget
-from .stream_pool import FramePool, Reorder, Slot, Stats, ensure
-from .stream_sources import Source, open_source
-from .stream_split import calibrate_split, choose_split
+from ..session import Session, cpu_budget
+from .pool import FramePool, Reorder, Slot, Stats, ensure
+from .sources import Source, open_source
+from .split import calibrate_split, choose_split
 
 __all__ = ["StreamRunner", "StreamResult", "stream", "MODES", "choose_split"]
 
@@ -101,7 +99,7 @@ class StreamRunner:
         if max_fps is not None and not max_fps > 0:
             raise EdgerunValueError(f"max_fps: expected a positive number or None, got {max_fps!r}")
         if isinstance(model, (str, os.PathLike)):  # a model path: the task object from its spec
-            from .tasks import open_model
+            from ..tasks.dispatch import open_model
             model = open_model(os.fspath(model))
         self.model, self.mode, self.max_fps = model, mode, max_fps
         auto = choose_split(cpu_budget(), mode)
@@ -466,14 +464,3 @@ def stream(model, source: Any, **options: Any) -> Iterator[StreamResult]:
         yield from runner.results()
     finally:
         runner.stop(drain=False, timeout=10.0)
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``edgerun.runtime.stream(model, source)`` call ``stream`` while
-    ``from edgerun.runtime.stream import StreamRunner`` keeps working."""
-
-    def __call__(self, model, source: Any, **options: Any) -> Iterator[StreamResult]:
-        return stream(model, source, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .session import Session
+from ..session import Session
 
 __all__ = ["choose_split", "calibrate_split"]
 

@@ -19,11 +19,11 @@ from .classifier import Classifier
 from .detector import Detector
 from .face import FaceDetector
 from .pose import COCO_SKELETON, PoseDetector
-from .results import Classifications, SemanticMask
+from ..results import Classifications, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
-from .session import Session
-from .spec import TASKS, resolve_spec
+from ..session import Session
+from ..spec import TASKS, resolve_spec
 
 __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
 

@@ -36,9 +36,9 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError
 
-from .detector import Detector
-from .predict import frame_record
-from .sources import VIDEO_EXTS, Frame, ImageError, _video_frames, read_image
+from ..tasks.detector import Detector
+from ..results import frame_record
+from ..sources import VIDEO_EXTS, Frame, ImageError, _video_frames, read_image
 
 __all__ = ["BatchDetector", "RAY_REQUIREMENT", "actor_cpus", "decode_image",
            "require_ray", "row_schema"]
@@ -83,7 +83,7 @@ def decode_image(data: bytes | np.ndarray, source: str) -> np.ndarray:
     decompression bombs, corrupt PNGs), errors naming ``source``."""
     import cv2
 
-    from . import sources
+    from .. import sources
 
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
         else np.asarray(data, np.uint8).ravel()
@@ -114,7 +114,7 @@ def _assigned_threads() -> int:
     except Exception:  # noqa: BLE001 - not inside Ray: use the process budget
         cpus = 0.0
     if cpus <= 0:
-        from .session import cpu_budget
+        from ..session import cpu_budget
         return cpu_budget()
     return max(1, int(np.ceil(cpus - 1e-6)))
 

@@ -18,8 +18,8 @@ from typing import Any, Iterator, Sequence
 
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
-from .batch import READ_SLACK, BatchDetector, actor_cpus, require_ray, row_schema
-from .sources import VIDEO_EXTS, ImageError, expand_source
+from . import READ_SLACK, BatchDetector, actor_cpus, require_ray, row_schema
+from ..sources import VIDEO_EXTS, ImageError, expand_source
 
 __all__ = ["BatchSummary", "run_batch", "expand_sources", "plan_units", "add_arguments", "run_cli"]
 
@@ -116,7 +116,7 @@ def ray_connection(address: str | None, verbose: bool = False) -> Iterator[Any]:
         except (ValueError, ConnectionError, RuntimeError) as exc:
             raise EdgerunError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
     else:
-        from .session import cpu_budget
+        from ..session import cpu_budget
         ray.init(num_cpus=cpu_budget(), include_dashboard=False, logging_level=level)
     try:
         yield ray
@@ -221,7 +221,7 @@ def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int |
     ``BatchDetector`` (``score_threshold``, ``iou_threshold``, ``max_detections``, ...)."""
     t0 = time.perf_counter()
     require_ray()
-    from .detector import Detector
+    from ..tasks.detector import Detector
     Detector.from_path(model, threads=1).close()  # fail fast, in the driver, on a bad model
     paths = expand_sources(sources)
     units = plan_units(paths, batch_size)

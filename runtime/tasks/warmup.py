@@ -52,6 +52,6 @@ def warmup() -> int:
         n += 1
     scale_boxes(boxes, geo)
     draw_boxes(np.zeros((16, 16, 3), np.uint8), boxes, np.zeros(2, np.int64), scores)
-    from .tasks import warmup_tasks  # classify / pose / segment / face / semantic kernels
+    from .dispatch import warmup_tasks  # classify / pose / segment / face / semantic kernels
 
     return n + 2 + warmup_tasks()

@@ -15,9 +15,9 @@ from edgerun.kernels.preprocess import Geometry
 from edgerun.kernels.topk import argmax_map
 
 from .detector import Detector
-from .results import SemanticMask
-from .session import ModelError, Session
-from .spec import VOC_NAMES, ModelSpec, resolve_spec
+from ..results import SemanticMask
+from ..session import ModelError, Session
+from ..spec import VOC_NAMES, ModelSpec, resolve_spec
 
 __all__ = ["SemanticSegmenter", "VOC_NAMES"]
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, expand_source, read_image
+from ..sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, expand_source, read_image
 
 __all__ = ["FrameSource", "to_pixel_format", "PIXEL_FORMATS"]
 

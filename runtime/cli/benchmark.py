@@ -16,9 +16,9 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunValueError
 
-from . import bench_report as report
-from .bench import Case, EdgerunPipeline, Recorder, machine_record, measure, rss_mb
-from .bench_inputs import PIXEL_FORMATS, FrameSource
+from ..bench import report
+from ..bench import Case, EdgerunPipeline, Recorder, machine_record, measure, rss_mb
+from ..bench.inputs import PIXEL_FORMATS, FrameSource
 
 __all__ = ["BenchConfig", "BenchUsageError", "run", "run_benchmark", "add_arguments"]
 
@@ -147,7 +147,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 def _cold(cfg: BenchConfig, src: FrameSource, source_path: str) -> dict[str, Any]:
     """Cold starts on the source image (the demo scene for videos/directories); a failing child
     is reported in the result and on stderr instead of losing the measurements taken so far."""
-    from .bench_cold import ColdStartError, cold_start
+    from ..bench.cold import ColdStartError, cold_start
 
     image = source_path if src.kind == "images" and os.path.isfile(source_path) else _demo_scene()
     try:
@@ -161,7 +161,7 @@ def _cold(cfg: BenchConfig, src: FrameSource, source_path: str) -> dict[str, Any
 def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads: int, group: int
                    ) -> list[Case]:
     """edgerun (+ peers) at one thread count, interleaved iteration by iteration."""
-    from .bench_peers import make_peer
+    from ..bench.peers import make_peer
 
     det = _detector(cfg, threads)
     pipes = [EdgerunPipeline(det, cfg.pixel_format, cfg.batch)]
@@ -182,7 +182,7 @@ def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads
 
 
 def _detector(cfg: BenchConfig, threads: int):
-    from .detector import Detector
+    from ..tasks.detector import Detector
 
     overrides = {"input_size": cfg.imgsz} if cfg.imgsz else {}
     det = Detector.from_path(cfg.model, threads=threads or None, spin=cfg.spin, **overrides)
@@ -201,7 +201,7 @@ def _numba_threads() -> int:
 
 
 def _demo_scene() -> str:
-    from .demo import sample_scene_path
+    from ..demo import sample_scene_path
     return sample_scene_path()
 
 
