@@ -45,7 +45,17 @@ def _progress(i: int, n: int) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from .torch_cli import is_torch_checkpoint, run_torch_export
+    from .ultra import export_checkpoint, format_gate, is_ultralytics_checkpoint
 
+    if not args.arch and is_ultralytics_checkpoint(args.source):
+        imgsz = args.imgsz[0] if args.imgsz and len(args.imgsz) == 1 else args.imgsz
+        r = export_checkpoint(args.source, args.output, imgsz=imgsz, dynamic=args.dynamic, force=args.force,
+                              precision="fp16" if args.half else "int8" if args.int8 else "fp32",
+                              calib=args.calib, verify_images=args.verify_images, threads=args.threads,
+                              progress=_progress)
+        print(f"{r['path']}: written in {r['seconds']} s (Ultralytics export {r['export_seconds']} s)\n"
+              f"{r['table']}\n{format_gate(r['checkpoint_gate'])}")
+        return 0
     if is_torch_checkpoint(args):
         return run_torch_export(args)
     from .finish import finish_onnx
