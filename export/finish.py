@@ -41,7 +41,7 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     Raises ``ExportError`` when box agreement F1 (IoU >= 0.9, same class) is below ``min_f1``
     (default ``MIN_F1[precision]``) unless ``force``; ``ModelError`` for unusable source files.
     """
-    from edgerun.runtime.detector import Detector
+    from edgerun.runtime.tasks.detector import Detector
 
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
@@ -170,7 +170,7 @@ def _set_metadata(model, spec) -> None:
 def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1: float | None
            ) -> dict[str, Any]:
     """Reload ``staged`` the way users will (metadata only, no overrides) and compare with ``ref``."""
-    from edgerun.runtime.detector import Detector
+    from edgerun.runtime.tasks.detector import Detector
 
     new = Detector.from_path(staged, threads=ref.session.threads if threads is None else threads)
     diff = _spec_diff(ref.spec, new.spec)
