@@ -195,7 +195,8 @@ def _open(args):
     model = open_model(args.model, strict=False, **opts)
     if "OPENCV_LOG_LEVEL" not in os.environ:  # edgerun reports stalls and reconnects itself: keep
         import cv2                             # OpenCV's per-attempt warnings off the CLI's stderr
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        log = getattr(cv2.utils, "logging", None)  # opencv 5 / >= 4.9; 4.8 has only cv2.setLogLevel
+        log.setLogLevel(log.LOG_LEVEL_ERROR) if log is not None else cv2.setLogLevel(2)  # 2: ERROR
     src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout) \
         if "://" in str(args.source) else open_source(args.source)
     return model, src

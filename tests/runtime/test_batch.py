@@ -233,7 +233,7 @@ def test_killed_actor_is_restarted_and_its_batch_retried(model, coco_files, refe
 @needs_ray
 def test_rerun_replaces_output_atomically(model, coco_files, reference, local_ray, deadline,
                                           tmp_path, monkeypatch):
-    from edgerun.runtime import batch_run
+    from edgerun.runtime.batch import run as batch_run
 
     out = tmp_path / "out.jsonl"
     out.write_text("stale rows from an earlier run\n")
