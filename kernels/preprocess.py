@@ -70,12 +70,14 @@ def _plan_letterbox(sh: int, sw: int, h: int, w: int, rect: bool, stride: int, c
         dw, dh = dw % stride, dh % stride
     dst_w, dst_h = nw + dw, nh + dh
     gain = min(dst_h / sh, dst_w / sw)
-    if not center:
+    if not center:  # YOLOX / YuNet map back with the single ratio
         return Geometry(sh, sw, dst_h, dst_w, gain, gain, 0.0, 0.0, nh, nw, 0, 0)
     left, top = int(round(dw / 2 - 0.1)), int(round(dh / 2 - 0.1))  # Ultralytics LetterBox
-    pad_x = round((dst_w - sw * gain) / 2 - 0.1)  # Ultralytics scale_boxes
-    pad_y = round((dst_h - sh * gain) / 2 - 0.1)
-    return Geometry(sh, sw, dst_h, dst_w, gain, gain, float(pad_x), float(pad_y), nh, nw, top, left)
+    # Ultralytics 8.4 scale_boxes, recomputed from the tensor size as it does: the padding of the rounded
+    # resize and per-axis gains of the rounded resized size (in letterbox mode those are nw, nh, left, top)
+    bw, bh = max(1, round(sw * gain)), max(1, round(sh * gain))
+    pad_x, pad_y = round((dst_w - bw) / 2 - 0.1), round((dst_h - bh) / 2 - 0.1)
+    return Geometry(sh, sw, dst_h, dst_w, bw / sw, bh / sh, float(pad_x), float(pad_y), nh, nw, top, left)
 
 
 def _crop_offset(new: int, dst: int) -> int:

@@ -56,11 +56,14 @@ def ultralytics_letterbox(img, new_shape=(640, 640), auto=False, stride=32, cent
 
 
 def ultralytics_gain_pad(img1_shape, img0_shape):
-    """Ultralytics scale_boxes (ratio_pad=None, padding=True)."""
+    """Ultralytics 8.4.190 scale_boxes (ratio_pad=None, padding=True): the padding of the rounded
+    resize and per-axis gains of the rounded resized size (checked against its own boxes in
+    tests/runtime/test_fidelity.py: <= 0.0005 px on non-square images)."""
     gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
-    pad_x = round((img1_shape[1] - img0_shape[1] * gain) / 2 - 0.1)
-    pad_y = round((img1_shape[0] - img0_shape[0] * gain) / 2 - 0.1)
-    return gain, pad_x, pad_y
+    new_w, new_h = max(1, round(img0_shape[1] * gain)), max(1, round(img0_shape[0] * gain))
+    pad_x = round((img1_shape[1] - new_w) / 2 - 0.1)
+    pad_y = round((img1_shape[0] - new_h) / 2 - 0.1)
+    return (new_w / img0_shape[1], new_h / img0_shape[0]), pad_x, pad_y
 
 
 def place(bgr, g: Geometry, pad=114):
@@ -250,13 +253,15 @@ def test_plan_is_ultralytics(src_h, src_w, size, rect, center):
     if rect:
         dw, dh = np.mod(dw, 32), np.mod(dh, 32)
     assert (g.new_w, g.new_h, g.dst_w, g.dst_h) == (new_w, new_h, new_w + dw, new_h + dh)
-    gain, pad_x, pad_y = ultralytics_gain_pad((g.dst_h, g.dst_w), (src_h, src_w))
-    assert g.scale_x == g.scale_y == gain
+    (gain_x, gain_y), pad_x, pad_y = ultralytics_gain_pad((g.dst_h, g.dst_w), (src_h, src_w))
     if center:
         assert (g.left, g.top) == (int(round(dw / 2 - 0.1)), int(round(dh / 2 - 0.1)))
-        assert (g.pad_x, g.pad_y) == (pad_x, pad_y)
-    else:
+        assert (g.pad_x, g.pad_y, g.scale_x, g.scale_y) == (pad_x, pad_y, gain_x, gain_y)
+        if not rect:  # letterbox: the mapping is exactly the inverse of the resize and padding
+            assert (g.pad_x, g.pad_y, g.scale_x, g.scale_y) == (g.left, g.top, new_w / src_w, new_h / src_h)
+    else:  # top-left models (YOLOX, YuNet) map back with the single ratio
         assert (g.left, g.top, g.pad_x, g.pad_y) == (0, 0, 0.0, 0.0)
+        assert g.scale_x == g.scale_y == min(g.dst_h / src_h, g.dst_w / src_w)
 
 
 def test_geometry_examples():
@@ -270,6 +275,8 @@ def test_geometry_examples():
     assert g == Geometry(1080, 1920, 640, 640, 1 / 3, 1 / 3, 0.0, 140.0, 360, 640, 140, 0)
     g = plan(1080, 1920, 640, pad_position="top_left")
     assert (g.top, g.left, g.pad_x, g.pad_y) == (0, 0, 0.0, 0.0)
+    g = plan(461, 614, 640)  # Ultralytics 8.4: pad of the rounded resize (481 rows -> 79), per-axis gains
+    assert (g.new_h, g.top, g.pad_y, g.scale_x, g.scale_y) == (481, 79, 79.0, 640 / 614, 481 / 461)
     g = plan(1, 1, (640, 320))
     assert (g.new_h, g.new_w, g.top, g.left, g.scale_x) == (320, 320, 160, 0, 320.0)
     # Python's round is half-to-even: 5 px * 0.5 = 2.5 -> 2, 7 * 0.5 = 3.5 -> 4 (Ultralytics uses it)

@@ -99,7 +99,7 @@ def test_round_trip_of_ground_truth(pose):
         geo = plan(h, w, 640)
         head = np.zeros((1, 56, 8400), np.float32)
         anchors = np.arange(len(boxes)) * 97 + 5
-        t = boxes * geo.scale_x + [geo.pad_x, geo.pad_y, geo.pad_x, geo.pad_y]
+        t = boxes * ([geo.scale_x, geo.scale_y] * 2) + [geo.pad_x, geo.pad_y] * 2  # per-axis gains
         head[0, 0, anchors], head[0, 1, anchors] = (t[:, 0] + t[:, 2]) / 2, (t[:, 1] + t[:, 3]) / 2
         head[0, 2, anchors], head[0, 3, anchors] = t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]
         head[0, 4, anchors] = 0.9 - 0.01 * np.arange(len(boxes))
