@@ -3,10 +3,14 @@
 Boxes go through Detector's decode + NMS (the mask-coefficient rows are ignored there). Masks are then
 built for the kept anchors only (``kernels.masks.process_masks``):
 
-- ``masks="full"`` (default): ``Detections.mask`` (N, H, W) bool in source pixels.
+- ``masks="full"`` (default): ``Detections.mask`` (N, H, W) bool in source pixels, Ultralytics 8.4's
+  default masks (``retina_masks=False``) mapped to the image by its ``scale_masks``; objects whose mask
+  is empty are dropped, as Ultralytics' predictor drops them.
 - ``masks="proto"``: ``data["proto_mask"]`` (N, bh, bw) bool at prototype resolution over the
-  letterboxed image region (a 4x cheaper preview; resize it to the source yourself).
-- ``masks="none"``: boxes only (``data["mask_coefficients"]`` (N, M) float32 kept for later).
+  letterboxed image region (a 4x cheaper preview; resize it to the source yourself); objects with an
+  empty prototype-resolution mask are dropped.
+- ``masks="none"``: boxes only (``data["mask_coefficients"]`` (N, M) float32 kept for later); no
+  mask is computed, so no object is dropped for an empty one.
 """
 from __future__ import annotations
 
@@ -55,14 +59,25 @@ class Segmenter(Detector):
             det.data["mask_coefficients"] = coef
             return det
         boxes = _tensor_boxes(raw, idx)
+        nonempty = np.empty(len(idx), np.bool_)
+        masks = process_masks(protos, coef, boxes, geometry, mode=self.masks, nonempty=nonempty)
+        if not nonempty.all():  # Ultralytics keeps only predictions with a mask
+            det, masks = _select(det, nonempty), masks[nonempty]
         if self.masks == "proto":
-            det.data["proto_mask"] = process_masks(protos, coef, boxes, geometry, mode="proto")
+            det.data["proto_mask"] = masks
         else:
-            det.mask = process_masks(protos, coef, boxes, geometry, mode="full")
+            det.mask = masks
         return det
 
     def __repr__(self) -> str:
         return "Seg" + super().__repr__() + f"[masks={self.masks}]"
+
+
+def _select(det: Detections, keep: np.ndarray) -> Detections:
+    """The detections where ``keep`` is True (every per-object ``data`` array filtered too)."""
+    data = {k: v[keep] for k, v in det.data.items()}
+    return Detections(det.xyxy[keep], det.confidence[keep], det.class_id[keep],
+                      image_shape=det.image_shape, data=data)
 
 
 def _tensor_boxes(raw: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -1,7 +1,10 @@
-"""process_masks vs an independent numpy + cv2 reference of Ultralytics' process_mask/scale_masks:
-sigmoid(coef @ protos), crop_mask at prototype resolution, crop the letterboxed region, cv2.resize
-INTER_LINEAR (half-pixel centres, = torch bilinear align_corners=False when upsampling), > 0.5.
-Tolerance: at most 0.1% of pixels per mask may differ (float32 vs float64 sums at exactly 0.5)."""
+"""process_masks vs an independent numpy + cv2 reference of Ultralytics 8.4's default masks
+(retina_masks=False): logits coef @ protos (float64 here), cv2.resize INTER_LINEAR to the tensor size
+(half-pixel centres, edge clamp: the same taps as torch bilinear align_corners=False), > 0, crop to the
+box in tensor pixels (x1 <= px < x2), then scale_masks: the letterboxed content of that binary mask
+(padding of the rounded resize) resized INTER_LINEAR to the source, > 0.5.
+Tolerance: at most 0.1% of pixels per mask may differ (float64 vs float32 sums, cv2's blend order vs
+PyTorch's, both at exactly the threshold); measured: 0 differing pixels in these cases."""
 from __future__ import annotations
 
 import cv2
@@ -9,24 +12,41 @@ import numpy as np
 import pytest
 
 from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
-from edgerun.kernels.masks import process_masks, proto_region
+from edgerun.kernels.masks import process_masks
 from edgerun.kernels.preprocess import plan
 
 
+def _content(h, w, src_h, src_w):
+    """Ultralytics 8.4 scale_masks: the image's rows/columns inside an (h, w) letterboxed grid."""
+    gain = min(h / src_h, w / src_w)
+    ch, cw = max(round(src_h * gain), 1), max(round(src_w * gain), 1)
+    top, left = round((h - ch) / 2 - 0.1), round((w - cw) / 2 - 0.1)
+    return top, left, top + ch, left + cw
+
+
+def _inside(boxes, h, w):
+    c, r = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+    b = boxes.astype(np.float64)
+    return (r >= b[:, 0, None, None]) & (r < b[:, 2, None, None]) & (c >= b[:, 1, None, None]) & \
+        (c < b[:, 3, None, None])
+
+
 def _reference(protos, coef, boxes, geo):
+    """(full masks (K, H, W), tensor-resolution nonempty (K,), proto-mode masks (K, bh, bw))."""
     m_, mh, mw = protos.shape
+    th, tw = geo.dst_h, geo.dst_w
     logits = (coef.astype(np.float64) @ protos.reshape(m_, -1).astype(np.float64)).reshape(-1, mh, mw)
-    m = 1 / (1 + np.exp(-logits))
-    b = boxes.astype(np.float64) * np.array([mw / geo.dst_w, mh / geo.dst_h] * 2)
-    c, r = np.arange(mh)[None, :, None], np.arange(mw)[None, None, :]
-    inside = (r >= b[:, 0, None, None]) & (r < b[:, 2, None, None]) & (c >= b[:, 1, None, None]) & \
-             (c < b[:, 3, None, None])
-    m = m * inside
-    t, l, bt, rt = proto_region(mh, mw, geo.src_h, geo.src_w)
+    up = np.stack([cv2.resize(x, (tw, th), interpolation=cv2.INTER_LINEAR) > 0 for x in logits]) \
+        if len(logits) else np.zeros((0, th, tw), bool)
+    binary = up & _inside(boxes, th, tw)
+    t, l, bt, rt = _content(th, tw, geo.src_h, geo.src_w)
     full = np.stack([cv2.resize(x[t:bt, l:rt].astype(np.float32), (geo.src_w, geo.src_h),
-                                interpolation=cv2.INTER_LINEAR) > 0.5 for x in m]) if len(m) else \
+                                interpolation=cv2.INTER_LINEAR) > 0.5 for x in binary]) if len(binary) else \
         np.zeros((0, geo.src_h, geo.src_w), bool)
-    return full, (logits > 0)[:, t:bt, l:rt] & inside[:, t:bt, l:rt]
+    pb = boxes.astype(np.float64) * np.array([mw / tw, mh / th] * 2)
+    pt, pl, pbt, prt = _content(mh, mw, geo.src_h, geo.src_w)
+    proto = ((logits > 0) & _inside(pb, mh, mw))[:, pt:pbt, pl:prt]
+    return full, binary.reshape(len(binary), -1).any(1), proto
 
 
 def _case(seed, src_hw, size, k=5, mh=40):
@@ -43,14 +63,18 @@ def _case(seed, src_hw, size, k=5, mh=40):
 
 @pytest.mark.parametrize("src_hw,size", [((1080, 810), (160, 160)), ((720, 1280), (160, 160)),
                                          ((33, 47), (160, 160)), ((161, 161), (160, 160)),
-                                         ((300, 200), (96, 160))])
+                                         ((300, 200), (96, 160)), ((333, 517), (160, 160)),
+                                         ((1001, 563), (320, 320)), ((540, 960), (320, 320))])
 def test_full_and_proto_match_reference(src_hw, size):
-    protos, coef, boxes, geo = _case(0, src_hw, size)
-    ref_full, ref_proto = _reference(protos, coef, boxes, geo)
-    full = process_masks(protos, coef, boxes, geo)
+    """Square, wide, tall, tiny, non-square tensors, and odd padding (333x517 in 160: 28.5 rows)."""
+    protos, coef, boxes, geo = _case(0, src_hw, size, mh=size[0] // 4)
+    ref_full, ref_nonempty, ref_proto = _reference(protos, coef, boxes, geo)
+    nonempty = np.zeros(5, bool)
+    full = process_masks(protos, coef, boxes, geo, nonempty=nonempty)
     assert full.shape == (5,) + src_hw and full.dtype == np.bool_
     diff = (full != ref_full).mean((1, 2))
     assert diff.max() <= 1e-3, diff
+    np.testing.assert_array_equal(nonempty, ref_nonempty)
     np.testing.assert_array_equal(process_masks(protos[None], coef, boxes, geo, mode="proto"), ref_proto)
 
 
@@ -62,7 +86,7 @@ def test_empty_out_reuse_and_degenerate_boxes():
     out = np.ones((3, 100, 120), bool)
     res = process_masks(protos, coef, boxes, geo, out=out)
     assert res is out and not out[1].any() and not out[2].any()
-    ref, _ = _reference(protos, coef, boxes, geo)
+    ref = _reference(protos, coef, boxes, geo)[0]
     assert (out != ref).mean() <= 1e-3
 
 
@@ -101,5 +125,4 @@ def test_boxes_entirely_in_the_padding_give_empty_masks():
         boxes = np.array(b, np.float32)
         out = process_masks(protos, coef, boxes, geo)
         assert out.shape == (2, *src) and not out.any()
-        ref, _ = _reference(protos, coef, boxes, geo)
-        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(out, _reference(protos, coef, boxes, geo)[0])

@@ -1,6 +1,7 @@
 """Segmenter on the real YOLOv8n-seg (320): masks vs an independent numpy + cv2 reference of
-Ultralytics' process_mask (crop at prototype resolution, bilinear upsample of the letterboxed region,
-> 0.5). Per object mask IoU >= 0.98 (measured: 1.0, identical masks on bus.jpg and zidane.jpg)."""
+Ultralytics 8.4's default masks (logits upsampled to the tensor, > 0, cropped to the box, then the
+letterboxed content upsampled to the image, > 0.5). Per object mask IoU >= 0.98 (measured: 1.0,
+identical masks on bus.jpg and zidane.jpg). Ultralytics' own masks: tests/runtime/test_fidelity.py."""
 from __future__ import annotations
 
 import cv2
@@ -23,18 +24,19 @@ def _reference_masks(outputs, det, geo, nc=80):
     raw, protos = outputs[0][0].astype(np.float64), outputs[1][0].astype(np.float64)
     idx = det.data["anchor_index"]
     m_, mh, mw = protos.shape
+    th, tw = geo.dst_h, geo.dst_w
     coef = raw[4 + nc:4 + nc + m_, idx].T
     cx, cy, w, h = raw[:4, idx]
-    b = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1) * np.array([mw / geo.dst_w, mh / geo.dst_h] * 2)
-    m = 1 / (1 + np.exp(-(coef @ protos.reshape(m_, -1)))).reshape(-1, mh, mw)
-    c, r = np.arange(mh)[None, :, None], np.arange(mw)[None, None, :]
-    m *= (r >= b[:, 0, None, None]) & (r < b[:, 2, None, None]) & (c >= b[:, 1, None, None]) & \
+    b = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    logits = (coef @ protos.reshape(m_, -1)).reshape(-1, mh, mw)
+    m = np.stack([cv2.resize(x, (tw, th), interpolation=cv2.INTER_LINEAR) > 0 for x in logits])
+    c, r = np.arange(th)[None, :, None], np.arange(tw)[None, None, :]
+    m &= (r >= b[:, 0, None, None]) & (r < b[:, 2, None, None]) & (c >= b[:, 1, None, None]) & \
         (c < b[:, 3, None, None])
-    gain = min(mh / geo.src_h, mw / geo.src_w)
-    pw, ph = (mw - geo.src_w * gain) / 2, (mh - geo.src_h * gain) / 2
-    t, l = int(round(ph - 0.1)), int(round(pw - 0.1))
-    bt, rt = mh - int(round(ph + 0.1)), mw - int(round(pw + 0.1))
-    return np.stack([cv2.resize(x[t:bt, l:rt].astype(np.float32), (geo.src_w, geo.src_h),
+    gain = min(th / geo.src_h, tw / geo.src_w)
+    ch, cw = round(geo.src_h * gain), round(geo.src_w * gain)
+    t, l = round((th - ch) / 2 - 0.1), round((tw - cw) / 2 - 0.1)
+    return np.stack([cv2.resize(x[t:t + ch, l:l + cw].astype(np.float32), (geo.src_w, geo.src_h),
                                 interpolation=cv2.INTER_LINEAR) > 0.5 for x in m])
 
 
@@ -49,8 +51,8 @@ def test_masks_match_reference(seg, name, classes):
     ref = _reference_masks(outputs, det, geo)
     iou = (ref & det.mask).sum((1, 2)) / np.maximum((ref | det.mask).sum((1, 2)), 1)
     assert iou.min() >= 0.98, iou
-    # each mask lies inside its box up to a halo of one prototype pixel (crop happens before upsampling)
-    halo = max(img.shape[:2]) / outputs[1].shape[-1] + 1
+    # each mask lies inside its box up to a halo of one tensor pixel (the crop is at tensor resolution)
+    halo = max(img.shape[:2]) / geo.dst_w + 1
     for m, (x1, y1, x2, y2) in zip(det.mask, det.xyxy):
         ys, xs = np.nonzero(m)
         assert xs.min() >= x1 - halo and xs.max() <= x2 + halo and ys.min() >= y1 - halo
@@ -75,3 +77,21 @@ def test_mask_options(bus_bgr):
 def test_open_model_task_detect_drops_masks(bus_bgr):
     det = open_model(str(shared_file(*MODEL)), task="detect").detect(bus_bgr)
     assert det.mask is None and len(det) >= 2
+
+
+def test_objects_with_empty_masks_are_dropped(seg, bus_bgr):
+    """Ultralytics' predictor drops a box whose mask has no pixel at tensor resolution
+    (``masks.amax((-2, -1)) > 0``); so does Segmenter (full and proto). Zero coefficients give logits of
+    exactly 0, never > 0: the bus loses its mask and its box, the people keep theirs."""
+    tensor, geo = seg.preprocess(bus_bgr)
+    outputs = [o.copy() for o in seg.infer(tensor)]
+    before = seg.postprocess(outputs, geo)
+    bus = int(np.flatnonzero(before.class_id == 5)[0])
+    outputs[0][0, 84:116, before.data["anchor_index"][bus]] = 0.0
+    after = seg.postprocess(outputs, geo)
+    keep = np.arange(len(before)) != bus
+    np.testing.assert_array_equal(after.xyxy, before.xyxy[keep])
+    np.testing.assert_array_equal(after.mask, before.mask[keep])
+    np.testing.assert_array_equal(after.data["anchor_index"], before.data["anchor_index"][keep])
+    proto = open_model(str(shared_file(*MODEL)), masks="proto").postprocess(outputs, geo)
+    assert len(proto) == len(after) and proto.data["proto_mask"].reshape(len(proto), -1).any(1).all()
