@@ -273,15 +273,33 @@ def _guess_face_or_semantic(outputs, shapes, fields: dict[str, Any], size) -> di
     return {}
 
 
-def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
-    if "head" in fields and fields["head"] != "yolov8":
+# heads whose model family carries its own preprocessing conventions (BGR 0..255 top-left for YuNet,
+# [-1, 1] stretch for TF segmenters): a head or task override keeps them (``open_model(yunet, task="face")``)
+_CONVENTION_HEADS = ("yunet", "semantic")
+
+
+def _guess_conventions(outputs, shapes, fields: dict[str, Any], size) -> dict[str, Any] | None:
+    """The family conventions when the graph (or a head/task override) names YuNet or a per-pixel
+    classifier; ``{}`` when an override names such a head the graph does not confirm; ``None`` when the
+    YOLO-family guesses apply."""
+    head = fields.get("head")
+    if head is not None and head != "yolov8" and head not in _CONVENTION_HEADS:
         return {}
+    special = _guess_face_or_semantic(outputs, shapes, fields, size)
+    if special and head in (None, "yolov8", special["head"]):
+        return special
+    return {} if head in _CONVENTION_HEADS else None
+
+
+def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     shapes = [tuple(o.shape) for o in outputs]
     first = shapes[0] if shapes else ()
     task = fields.get("task", "detect")
-    special = _guess_face_or_semantic(outputs, shapes, fields, size)
-    if special:
+    special = _guess_conventions(outputs, shapes, fields, size)
+    if special is not None:
         return special
+    if "head" in fields and fields["head"] != "yolov8":
+        return {}
     if task == "classify" or (len(first) == 2 and len(outputs) == 1):
         return _guess_classify(first, fields, size)
     if len(first) != 3 or not all(isinstance(d, int) for d in first[1:]):

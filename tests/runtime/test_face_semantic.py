@@ -66,6 +66,21 @@ def test_face_astronaut_and_open_model():
     assert d.data["landmarks"].shape == (1, 5, 2) and d.class_id.tolist() == [0]
 
 
+def test_task_override_keeps_the_model_preprocessing():
+    """``open_model(yunet, task="face")`` (what ``--task face`` calls) feeds YuNet as OpenCV does
+    (BGR 0..255 at the top-left); before, the override dropped those conventions and found no face."""
+    path = str(shared_file(*YUNET))
+    img = cv2.imread(str(shared_file("images", "astronaut.png")))
+    auto, forced = open_model(path), open_model(path, task="face")
+    for f in ("channel_order", "scale", "pad_position", "pad_value", "head", "input_size"):
+        assert getattr(forced.spec, f) == getattr(auto.spec, f), f
+    a, b = auto.detect(img), forced.detect(img)
+    assert len(b) == 1 and abs(float(b.confidence[0]) - 0.94) < 0.01
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    semantic = open_model(str(shared_file(*DEEPLAB)), task="semantic")
+    assert semantic.spec.resize == "stretch" and semantic.spec.scale == 1 / 127.5
+
+
 def _deeplab_reference(session, bgr):
     x = cv2.resize(bgr, (257, 257), interpolation=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
     logits = session.run(None, {"sub_7": (x / 127.5 - 1.0)[None].astype(np.float32)})[0][0]
