@@ -1,4 +1,5 @@
-"""YuNet face-detector head: per-stride score, box and 5-landmark decode in one compiled pass.
+"""YuNet face-detector head: per-stride score, box and 5-landmark decode in one compiled pass, and the
+native-resolution input (``pad_chw``: the frame as is, padded bottom/right to the stride).
 
 OpenCV ``FaceDetectorYN`` semantics (``face_detect.cpp``): anchor ``idx = row * cols + col`` of stride
 ``s``; score = sqrt(clip(cls, 0, 1) * clip(obj, 0, 1)), kept when > threshold (strict, like
@@ -16,7 +17,7 @@ from . import _check
 from ._jit import jit
 from .errors import EdgerunValueError
 
-__all__ = ["FaceCandidates", "decode_yunet"]
+__all__ = ["FaceCandidates", "decode_yunet", "pad_chw"]
 
 
 class FaceCandidates(NamedTuple):
@@ -83,3 +84,46 @@ def decode_yunet(cls: Sequence[np.ndarray], obj: Sequence[np.ndarray], bbox: Seq
         k = _yunet_level(c, o, b, p, cols, s, thr, bx, sc, lm, k)
     order = np.argsort(-sc[:k], kind="stable")[:cap]
     return FaceCandidates(bx[order], sc[order], lm[order])
+
+
+@jit
+def _pad_chw_kernel(image, order, lut, pad, out):
+    """out[c, y, x] = lut[c, image[y, x, order[c]]] inside the image, pad[c] on the bottom/right."""
+    h, w = image.shape[0], image.shape[1]
+    oh, ow = out.shape[1], out.shape[2]
+    for c in range(3):
+        k = order[c]
+        for y in range(oh):
+            if y < h:
+                for x in range(w):
+                    out[c, y, x] = lut[c, image[y, x, k]]
+                for x in range(w, ow):
+                    out[c, y, x] = pad[c]
+            else:
+                for x in range(ow):
+                    out[c, y, x] = pad[c]
+
+
+def pad_chw(image: np.ndarray, out: np.ndarray, *, source_order: str = "bgr", channel_order: str = "bgr",
+            scale: float = 1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), pad_value: float = 0.0) -> np.ndarray:
+    """A uint8 (H, W, 3) frame at its own size into a float32 CHW tensor ``out`` (3, H', W') with
+    H' >= H, W' >= W: ``(pixel * scale - mean) / std`` per tensor channel (``mean``/``std`` in tensor
+    order), ``pad_value`` (normalised the same way) on the bottom/right (``cv2.FaceDetectorYN`` pads so).
+    ``image`` may have any strides."""
+    img = _check.array("image", image, np.uint8, 3)
+    if img.shape[2] != 3:
+        raise EdgerunValueError(f"image: expected (H, W, 3), got shape {image.shape}")
+    o = _check.array("out", out, np.float32, 3)
+    if o.shape[0] != 3 or o.shape[1] < img.shape[0] or o.shape[2] < img.shape[1]:
+        raise EdgerunValueError(f"out: expected (3, >= {img.shape[0]}, >= {img.shape[1]}), got shape {out.shape}")
+    if not o.flags.c_contiguous or not o.flags.writeable:
+        raise EdgerunValueError("out: must be a C-contiguous writable array")
+    for name, v in (("source_order", source_order), ("channel_order", channel_order)):
+        if v not in ("bgr", "rgb"):
+            raise EdgerunValueError(f"{name}: expected 'bgr' or 'rgb', got {v!r}")
+    order = np.array([0, 1, 2] if source_order == channel_order else [2, 1, 0], np.int64)
+    m, sd = np.asarray(mean, np.float64).reshape(3, 1), np.asarray(std, np.float64).reshape(3, 1)
+    lut = ((np.arange(256, dtype=np.float64)[None] * scale - m) / sd).astype(np.float32)
+    pad = ((pad_value * scale - m[:, 0]) / sd[:, 0]).astype(np.float32)
+    _pad_chw_kernel(img, order, lut, pad, o)
+    return o

@@ -323,3 +323,33 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
         return {"head": "yolox", "num_classes": b - 5, "channel_order": "bgr", "scale": 1.0,
                 "pad_position": "top_left"}
     return {"head": "yolov5", "num_classes": b - 5}
+
+
+def graph_input_size(inputs, layout: str = "nchw") -> tuple[int, int] | None:
+    """The (height, width) the graph's first input is fixed to, or None when H/W are symbolic."""
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(shape) != 4:
+        return None
+    h, w = (shape[1], shape[2]) if layout == "nhwc" else (shape[2], shape[3])
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def fit_input_size(session, spec: ModelSpec):
+    """Check, when the model opens, that the graph can take ``spec.input_size``; returns
+    ``(session, spec)``. A graph fixed to another size is reopened with symbolic H/W when it is fully
+    convolutional (``Session.with_symbolic_hw``; the spec then letterboxes to exactly that size), else
+    ``EdgerunValueError`` names the graph's fixed size (instead of ONNX Runtime failing at the first run)."""
+    from .session import ModelError
+
+    fixed = graph_input_size(session.inputs, spec.layout)
+    if fixed is None or tuple(spec.input_size) == fixed:
+        return session, spec
+    try:
+        session = session.with_symbolic_hw()
+    except ModelError as exc:
+        reason = str(exc).split("cannot be made symbolic: ")[-1]
+        raise EdgerunValueError(
+            f"input_size: the graph's input {session.inputs[0].name!r} is fixed to {fixed[0]}x{fixed[1]} (HxW) and "
+            f"cannot run at {spec.input_size[0]}x{spec.input_size[1]} ({reason}); use input_size={fixed} "
+            "or re-export the model with dynamic H/W") from None
+    return session, spec.replace(dynamic_hw=True, rect=False)

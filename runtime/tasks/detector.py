@@ -20,7 +20,7 @@ from edgerun.kernels.preprocess import Geometry, letterbox, plan
 
 from ..results import Detections
 from ..session import ModelError, Session
-from ..spec import ModelSpec, resolve_spec
+from ..spec import ModelSpec, fit_input_size, resolve_spec
 
 __all__ = ["Detector"]
 
@@ -64,6 +64,7 @@ class Detector:
         (e.g. ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``)."""
         session = Session(str(path), threads=threads, spin=spin, providers=providers)
         spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
+        session, spec = fit_input_size(session, spec)
         return cls(session, spec, score_threshold=score_threshold, iou_threshold=iou_threshold,
                    max_detections=max_detections, class_agnostic=class_agnostic)
 

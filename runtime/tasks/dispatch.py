@@ -23,7 +23,7 @@ from ..results import Classifications, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
 from ..session import Session
-from ..spec import TASKS, resolve_spec
+from ..spec import TASKS, fit_input_size, resolve_spec
 
 __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
 
@@ -33,7 +33,8 @@ TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
     "pose": (PoseDetector, _DETECT_OPTIONS),
     "segment": (Segmenter, _DETECT_OPTIONS + ("masks",)),
     "classify": (Classifier, ("top_k",)),
-    "face": (FaceDetector, ("score_threshold", "iou_threshold", "max_detections", "max_candidates")),
+    "face": (FaceDetector, ("score_threshold", "iou_threshold", "max_detections", "max_candidates", "native",
+                            "max_pixels")),
     "semantic": (SemanticSegmenter, ()),
 }
 # spec fields a task override implies when the model's metadata says otherwise
@@ -61,7 +62,10 @@ def open_model(path: str, task: str | None = None, *, threads: int | None = None
     if spec.task not in TASK_CLASSES:
         raise EdgerunValueError(f"{path}: task {spec.task!r} is not supported yet; pass task= one of "
                                 f"{', '.join(TASK_CLASSES)}")
+    session, spec = fit_input_size(session, spec)
     cls, names = TASK_CLASSES[spec.task]
+    if spec.task == "face" and "input_size" in kwargs:  # an explicit size: run there, not natively
+        options.setdefault("native", False)
     bad = set(options) - set(names)
     if bad and not strict:
         options, bad = {k: v for k, v in options.items() if k in names}, set()

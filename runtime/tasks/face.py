@@ -1,38 +1,61 @@
 """FaceDetector: YuNet (OpenCV Zoo) faces with 5 landmarks, OpenCV ``FaceDetectorYN`` semantics.
 
-The image is resized keeping its aspect ratio into the model's fixed input, at the top-left, zero
-padding (``cv2.FaceDetectorYN`` pads bottom/right with zeros too), BGR 0..255. Decode as
+Native resolution (default, ``native=True``): YuNet is fully convolutional, so a graph exported at a
+fixed 640x640 is reopened with symbolic H/W (``Session.with_symbolic_hw``, after checking the graph
+does not depend on its size) and each frame runs at its own size, padded bottom/right with zeros to
+the stride (32), BGR 0..255: what ``cv2.FaceDetectorYN`` does after ``setInputSize(w, h)``, and what
+OpenCV Zoo's demo does. Frames over ``max_pixels`` are first resized (aspect kept) to fit. With
+``native=False`` (or an explicit ``input_size``), or a graph that cannot be made symbolic, the image
+is resized keeping its aspect ratio into the model's input, at the top-left, zero padding. Decode as
 ``kernels.faces.decode_yunet``; NMS class-agnostic (IoU 0.3, score 0.9 by default, top_k 5000 as
 OpenCV Zoo's demo). Results: ``Detections`` (class 0 = face) with ``data["landmarks"]`` (N, 5, 2)
 float32 source pixels: right eye, left eye, nose tip, right and left mouth corners.
 """
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from typing import Any, Sequence
 
 import numpy as np
 
 from edgerun.kernels import _check
+from edgerun.kernels.errors import EdgerunValueError
 from edgerun.kernels.boxes import scale_boxes
-from edgerun.kernels.faces import decode_yunet
+from edgerun.kernels.faces import decode_yunet, pad_chw
 from edgerun.kernels.keypoints import scale_points
 from edgerun.kernels.nms import nms
-from edgerun.kernels.preprocess import Geometry
+from edgerun.kernels.preprocess import Geometry, letterbox
 
 from .detector import Detector
 from ..results import Detections
 from ..session import ModelError, Session
-from ..spec import YUNET_OUTPUTS, ModelSpec, resolve_spec
+from ..spec import YUNET_OUTPUTS, ModelSpec, fit_input_size, resolve_spec
 
-__all__ = ["FaceDetector"]
+__all__ = ["FaceDetector", "native_plan", "DEFAULT_MAX_PIXELS"]
+
+log = logging.getLogger("edgerun")
+
+DEFAULT_MAX_PIXELS = 1920 * 1080  # a Full-HD frame still runs at its own size
+
+
+def native_plan(height: int, width: int, stride: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> Geometry:
+    """The frame at its own size (or resized to at most ``max_pixels``, aspect kept) at the tensor's
+    top-left, the tensor rounded up to a multiple of ``stride``."""
+    h, w = _check.positive_int("height", height), _check.positive_int("width", width)
+    r = min(1.0, math.sqrt(_check.positive_int("max_pixels", max_pixels) / (h * w)))
+    nh, nw = (h, w) if r == 1.0 else (max(1, int(h * r)), max(1, int(w * r)))
+    dh, dw = -(-nh // stride) * stride, -(-nw // stride) * stride
+    return Geometry(h, w, dh, dw, nw / w, nh / h, 0.0, 0.0, nh, nw, 0, 0)
 
 
 class FaceDetector(Detector):
     """YuNet face detector. Thread-safe like Detector."""
 
     def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.9,
-                 iou_threshold: float = 0.3, max_detections: int = 300, max_candidates: int = 5000):
+                 iou_threshold: float = 0.3, max_detections: int = 300, max_candidates: int = 5000,
+                 native: bool | None = True, max_pixels: int = DEFAULT_MAX_PIXELS):
         if spec.head != "yunet":
             raise ModelError(f"{session.path}: head {spec.head!r} is not a YuNet face head")
         names = [o.name for o in session.outputs]
@@ -49,16 +72,63 @@ class FaceDetector(Detector):
         self.class_agnostic = True
         self._dtype = np.float32
         self._local = threading.local()
+        self.max_pixels = _check.positive_int("max_pixels", max_pixels)
+        self.native = native is not False and self._open_native()
+
+    def _open_native(self) -> bool:
+        """Switch to native resolution: symbolic H/W (reopening a fixed-size graph); False if impossible."""
+        s = self.spec
+        if s.layout != "nchw" or s.input_dtype != "float32":
+            log.warning("edgerun: %s: native resolution needs an NCHW float32 input; running at %s",
+                        self.session.path, s.input_size)
+            return False
+        if not s.dynamic_hw:
+            try:
+                self.session = self.session.with_symbolic_hw()
+            except ModelError as exc:
+                log.warning("edgerun: %s; running at the fixed %s", exc, s.input_size)
+                return False
+            self.spec = s.replace(dynamic_hw=True)
+        return True
+
+    def plan(self, height: int, width: int) -> Geometry:
+        """Where an image of this size lands in the model input (native: its own size, padded)."""
+        if not self.native:
+            return super().plan(height, width)
+        return native_plan(height, width, self.spec.stride, self.max_pixels)
+
+    def preprocess(self, image: np.ndarray, pixel_format: str = "bgr",
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, Geometry]:
+        """Image -> (1, 3, H', W') tensor; native: the frame as is (or capped), zero-padded bottom/right."""
+        if not self.native:
+            return super().preprocess(image, pixel_format, out)
+        geo = self.plan(*_frame_hw(image, pixel_format))
+        if out is None:
+            out = self._buffer(1, geo.dst_h, geo.dst_w)
+        s = self.spec
+        norm = dict(channel_order=s.channel_order, scale=s.scale, mean=s.mean, std=s.std)
+        if pixel_format in ("bgr", "rgb") and image.ndim == 3 and (geo.new_h, geo.new_w) == image.shape[:2]:
+            pad_chw(image, out[0], source_order=pixel_format, pad_value=s.pad_value, **norm)
+            return out, geo
+        small, _ = letterbox(image, (geo.new_h, geo.new_w), pixel_format=pixel_format, mode="stretch", **norm)
+        pad = np.array([(s.pad_value * s.scale - m) / d for m, d in zip(s.mean, s.std)], np.float32)
+        out[0] = pad[:, None, None]
+        out[0, :, :geo.new_h, :geo.new_w] = small
+        return out, geo
 
     @classmethod
     def from_path(cls, path: str, score_threshold: float = 0.9, iou_threshold: float = 0.3,
                   max_detections: int = 300, *, threads: int | None = None, spin: bool = False,
-                  providers: Sequence[str] | None = None, **spec_overrides: Any) -> "FaceDetector":
-        """Open a YuNet ONNX file; ``spec_overrides`` replace ModelSpec fields."""
+                  providers: Sequence[str] | None = None, native: bool | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, **spec_overrides: Any) -> "FaceDetector":
+        """Open a YuNet ONNX file; ``spec_overrides`` replace ModelSpec fields. ``native`` defaults to
+        True unless ``input_size`` is given."""
         session = Session(str(path), threads=threads, spin=spin, providers=providers)
         spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
+        session, spec = fit_input_size(session, spec)
+        native = "input_size" not in spec_overrides if native is None else native
         return cls(session, spec, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                   max_detections=max_detections)
+                   max_detections=max_detections, native=native, max_pixels=max_pixels)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:
@@ -75,5 +145,14 @@ class FaceDetector(Detector):
                           image_shape=(geometry.src_h, geometry.src_w), data={"landmarks": landmarks})
 
     def __repr__(self) -> str:
-        return (f"FaceDetector(input={self.spec.input_size}, score>{self.score_threshold}, "
-                f"iou>{self.iou_threshold})")
+        size = f"native<={self.max_pixels}px" if self.native else str(self.spec.input_size)
+        return f"FaceDetector(input={size}, score>{self.score_threshold}, iou>{self.iou_threshold})"
+
+
+def _frame_hw(image: np.ndarray, pixel_format: str) -> tuple[int, int]:
+    """(height, width) of a frame in any supported pixel format (YUV 4:2:0 buffers are 1.5 H tall)."""
+    if not isinstance(image, np.ndarray) or image.ndim < 2:
+        raise EdgerunValueError(f"image: expected a numpy (H, W[, C]) array, got {type(image).__name__} "
+                                f"{getattr(image, 'shape', '')}")
+    h = image.shape[0] * 2 // 3 if pixel_format in ("nv12", "nv21", "i420") else image.shape[0]
+    return h, image.shape[1]

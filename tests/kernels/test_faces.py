@@ -70,3 +70,44 @@ def test_errors():
                      outs["kps"], input_hw=(64, 96))
     with pytest.raises(EdgerunValueError, match="one array per stride"):
         decode_yunet(outs["cls"][:2], outs["obj"], outs["bbox"], outs["kps"], input_hw=(64, 96))
+
+
+def _pad_reference(img, hw, swap, scale, mean, std, pad):
+    x = img[..., ::-1] if swap else img
+    out = np.empty((3,) + hw, np.float32)
+    out[:] = ((pad * scale - np.asarray(mean)) / np.asarray(std)).astype(np.float32)[:, None, None]
+    out[:, :img.shape[0], :img.shape[1]] = ((x.transpose(2, 0, 1) * scale - np.asarray(mean)[:, None, None])
+                                            / np.asarray(std)[:, None, None])
+    return out
+
+
+@pytest.mark.parametrize("hw,out_hw,src,dst", [((5, 7), (32, 32), "bgr", "bgr"), ((33, 64), (64, 64), "rgb", "bgr"),
+                                               ((1, 1), (1, 1), "bgr", "rgb"), ((32, 31), (32, 32), "bgr", "bgr")])
+def test_pad_chw_matches_numpy(hw, out_hw, src, dst):
+    """pad_chw vs numpy (exact: one float32 lookup per pixel, the table in float64 then rounded once)."""
+    from edgerun.kernels.faces import pad_chw
+
+    img = np.random.default_rng(0).integers(0, 256, hw + (3,), dtype=np.uint8)
+    mean, std = (0.5, 1.0, 2.0), (0.25, 1.0, 4.0)
+    out = np.full((3,) + out_hw, np.nan, np.float32)
+    res = pad_chw(img, out, source_order=src, channel_order=dst, scale=1 / 255, mean=mean, std=std, pad_value=7)
+    assert res is out
+    np.testing.assert_allclose(out, _pad_reference(img, out_hw, src != dst, 1 / 255, mean, std, 7), rtol=1e-6)
+    wide = np.zeros((hw[0], hw[1] * 2, 3), np.uint8)
+    wide[:, ::2] = img  # non-contiguous input
+    np.testing.assert_array_equal(pad_chw(wide[:, ::2], np.empty_like(out), source_order=src, channel_order=dst,
+                                          scale=1 / 255, mean=mean, std=std, pad_value=7), out)
+
+
+def test_pad_chw_errors():
+    from edgerun.kernels.faces import pad_chw
+
+    img = np.zeros((10, 12, 3), np.uint8)
+    with pytest.raises(EdgerunValueError, match=r"out: expected \(3, >= 10, >= 12\)"):
+        pad_chw(img, np.zeros((3, 8, 32), np.float32))
+    with pytest.raises(EdgerunTypeError, match="image: expected dtype uint8"):
+        pad_chw(img.astype(np.float32), np.zeros((3, 32, 32), np.float32))
+    with pytest.raises(EdgerunValueError, match="channel_order"):
+        pad_chw(img, np.zeros((3, 32, 32), np.float32), channel_order="yuv")
+    with pytest.raises(EdgerunValueError, match="C-contiguous"):
+        pad_chw(img, np.zeros((3, 32, 64), np.float32)[:, :, ::2])

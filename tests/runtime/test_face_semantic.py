@@ -1,5 +1,6 @@
-"""FaceDetector (YuNet) vs cv2.FaceDetectorYN on the same file, and SemanticSegmenter (DeepLabV3)
-vs a plain cv2 + numpy reference."""
+"""FaceDetector (YuNet) vs cv2.FaceDetectorYN on the same file (native resolution, the default, and
+the fixed 640x640 input), symbolic-H/W detection on every shared model, input_size validation, and
+SemanticSegmenter (DeepLabV3) vs a plain cv2 + numpy reference."""
 from __future__ import annotations
 
 import cv2
@@ -8,7 +9,10 @@ import pytest
 from conftest import shared_file
 from helpers import iou_matrix
 
+from edgerun.kernels.errors import EdgerunValueError
 from edgerun.runtime import open_model
+from edgerun.runtime.session import Session, symbolic_hw_problem
+from edgerun.runtime.tasks.detector import Detector
 from edgerun.runtime.tasks.face import FaceDetector
 from edgerun.runtime.tasks.semantic import SemanticSegmenter
 
@@ -17,7 +21,8 @@ DEEPLAB = ("models", "deeplabv3_mnv2_pascalvoc_257.onnx")
 
 
 def _frames():
-    out = {n: cv2.imread(str(shared_file("images", n))) for n in ("astronaut.png", "zidane.jpg", "bus.jpg")}
+    names = ("astronaut.png", "zidane.jpg", "bus.jpg", "chelsea.png", "coffee.png", "squirrel_cls.jpg")
+    out = {n: cv2.imread(str(shared_file("images", n))) for n in names}
     cap = cv2.VideoCapture(str(shared_file("video", "vtest.avi")))
     for i in range(201):
         ok, img = cap.read()
@@ -28,21 +33,28 @@ def _frames():
 
 
 def _peer(path, img, geo, thr, nms):
-    """cv2.FaceDetectorYN on the same resized image (it pads bottom/right with zeros, like edgerun)."""
+    """cv2.FaceDetectorYN on the same (resized, or native-size) image; it pads bottom/right with zeros
+    to a multiple of 32, like edgerun."""
     small = cv2.resize(img, (geo.new_w, geo.new_h), interpolation=cv2.INTER_LINEAR)
     yn = cv2.FaceDetectorYN.create(path, "", (geo.new_w, geo.new_h), thr, nms, 5000)
     _, faces = yn.detect(small)
     faces = np.zeros((0, 15), np.float32) if faces is None else faces
     box = faces[:, :4].copy()
     box[:, 2:] += box[:, :2]
-    return box / geo.scale_x, faces[:, 4:14].reshape(-1, 5, 2) / geo.scale_x, faces[:, 14]
+    box, lms = box / geo.scale_x, faces[:, 4:14].reshape(-1, 5, 2) / geo.scale_x
+    h, w = img.shape[:2]  # edgerun clips boxes and landmarks to the image (as Ultralytics does); OpenCV does not
+    return np.clip(box, 0, [w, h, w, h]), np.clip(lms, 0, [w, h]), faces[:, 14]
 
 
 @pytest.mark.parametrize("thr", [0.9, 0.3])
-def test_faces_match_opencv(thr):
-    """Same count, IoU >= 0.9 (measured 1.0), landmarks within 0.01 px, scores within 1e-3."""
+@pytest.mark.parametrize("native", [True, False])
+def test_faces_match_opencv(thr, native):
+    """Same count, IoU >= 0.9 (measured 1.0), landmarks within 0.01 px, scores within 1e-3, on the six
+    photos and three vtest frames. native: each frame at its own size, as ``FaceDetectorYN`` after
+    ``setInputSize(w, h)``; else resized into the graph's 640x640 as before."""
     path = str(shared_file(*YUNET))
-    fd = FaceDetector.from_path(path, score_threshold=thr)
+    fd = FaceDetector.from_path(path, score_threshold=thr, native=native)
+    assert fd.native is native
     found = 0
     for name, img in _frames().items():
         d = fd.detect(img)
@@ -64,6 +76,49 @@ def test_face_astronaut_and_open_model():
     d = fd.detect(cv2.imread(str(shared_file("images", "astronaut.png"))))
     assert len(d) == 1 and iou_matrix(d.xyxy, [[179, 63, 270, 174]])[0, 0] > 0.8
     assert d.data["landmarks"].shape == (1, 5, 2) and d.class_id.tolist() == [0]
+
+
+def test_native_resolution_geometry_and_pixel_cap():
+    fd = open_model(str(shared_file(*YUNET)))
+    assert fd.native and fd.spec.dynamic_hw and fd.session.inputs[0].shape == (1, 3, None, None)
+    geo = fd.plan(1080, 810)
+    assert (geo.dst_h, geo.dst_w, geo.new_h, geo.new_w, geo.scale_x) == (1088, 832, 1080, 810, 1.0)
+    img = cv2.imread(str(shared_file("images", "astronaut.png")))
+    capped = FaceDetector.from_path(str(shared_file(*YUNET)), max_pixels=256 * 256)
+    g = capped.plan(*img.shape[:2])
+    assert (g.new_h, g.new_w, g.dst_h, g.dst_w) == (256, 256, 256, 256)
+    d, full = capped.detect(img), fd.detect(img)
+    assert len(d) == 1 and iou_matrix(d.xyxy, full.xyxy)[0, 0] > 0.8
+    gray = fd.detect(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), pixel_format="gray")  # the letterbox path
+    assert len(gray) == 1 and iou_matrix(gray.xyxy, full.xyxy)[0, 0] > 0.8
+
+
+def test_symbolic_hw_detection_on_the_shared_models():
+    """YuNet (and YOLOX nano, raw grid outputs) are fully convolutional; YOLOv8/v5/11 bake the size into
+    their head (DFL Reshape / anchor grids), DeepLabV3 into a fixed global-pool window."""
+    models = shared_file("models")
+    assert symbolic_hw_problem(str(models / "face_detection_yunet_2023mar.onnx")) is None
+    assert symbolic_hw_problem(str(models / "yolox_nano_416.onnx")) is None
+    assert "dfl/Reshape" in symbolic_hw_problem(str(models / "yolov8n_640_fp32dq.onnx"))
+    assert "constant target shape" in symbolic_hw_problem(str(models / "yolov5n_640_fp16.onnx"))
+    assert "AveragePool" in symbolic_hw_problem(str(models / "deeplabv3_mnv2_pascalvoc_257.onnx"))
+    sess = Session(str(models / "face_detection_yunet_2023mar.onnx")).with_symbolic_hw()
+    for h, w in ((576, 768), (224, 352)):
+        outs = sess.run(np.zeros((1, 3, h, w), np.float32))
+        assert outs[0].shape == (1, h * w // 64, 1) and outs[11].shape == (1, h * w // 1024, 10)
+
+
+def test_input_size_override_is_checked_when_the_model_opens():
+    models = shared_file("models")
+    with pytest.raises(EdgerunValueError, match=r"fixed to 640x640 \(HxW\) and cannot run at 480x640 "
+                                                r"\(Reshape '/model.22/dfl/Reshape'"):
+        open_model(str(models / "yolov8n_640_fp32dq.onnx"), input_size=(480, 640))
+    with pytest.raises(EdgerunValueError, match="fixed to 640x640"):
+        Detector.from_path(str(models / "yolov8n_640_fp32dq.onnx"), input_size=320)
+    fd = FaceDetector.from_path(str(models / "face_detection_yunet_2023mar.onnx"), input_size=(320, 320))
+    assert not fd.native and fd.plan(512, 512).dst_h == 320  # runs at the size asked for
+    img = cv2.imread(str(shared_file("images", "astronaut.png")))
+    assert len(fd.detect(img)) == 1
 
 
 def test_task_override_keeps_the_model_preprocessing():
