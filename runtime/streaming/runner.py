@@ -448,7 +448,8 @@ class StreamRunner:
         base = self.model.session
         if self.workers == 1 and self.threads == base.threads:
             return [base]
-        return [Session(base.path, threads=self.threads, spin=base.spin) for _ in range(self.workers)]
+        return [Session(base.path, threads=self.threads, spin=base.spin, symbolic_hw=base.symbolic_hw)
+                for _ in range(self.workers)]
 
 
 def stream(model, source: Any, **options: Any) -> Iterator[StreamResult]:

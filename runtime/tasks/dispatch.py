@@ -105,7 +105,7 @@ def _all_options() -> set[str]:
 def warmup_tasks() -> int:
     """Compile (or load from cache) the task kernels' signatures the runtime uses; returns the count.
     (``edgerun warmup`` covers the detection kernels; this covers classify/pose/segment/face/semantic.)"""
-    from edgerun.kernels.faces import decode_yunet
+    from edgerun.kernels.faces import decode_yunet, pad_chw
     from edgerun.kernels.keypoints import gather_keypoints, scale_points
     from edgerun.kernels.masks import process_masks
     from edgerun.kernels.preprocess import plan
@@ -123,4 +123,5 @@ def warmup_tasks() -> int:
     lv = [np.zeros((1, n, 1), np.float32) for n in (16, 4, 1)]
     decode_yunet(lv, lv, [np.zeros((1, n, 4), np.float32) for n in (16, 4, 1)],
                  [np.zeros((1, n, 10), np.float32) for n in (16, 4, 1)], input_hw=(32, 32))
-    return 9
+    pad_chw(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 32, 32), np.float32))
+    return 10

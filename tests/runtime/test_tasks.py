@@ -47,4 +47,4 @@ def test_predict_task_override(capsys):
 
 def test_warmup_tasks_compiles_every_task_kernel():
     from edgerun.runtime.tasks.dispatch import warmup_tasks
-    assert warmup_tasks() == 9
+    assert warmup_tasks() == 10
