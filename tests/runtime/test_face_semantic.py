@@ -154,3 +154,16 @@ def test_semantic_matches_reference(name):
     if name == "chelsea.png":  # MANIFEST: cat 74% of pixels
         assert abs((res.label_map == 8).mean() - 0.74) < 0.02
         assert seg.spec.names[8] == "cat" and "names" in seg.spec.guessed
+
+
+def test_native_faces_in_a_stream_with_per_core_workers():
+    """every_frame mode opens one single-thread session per worker: they must be symbolic too."""
+    from edgerun.runtime import stream
+
+    fd = open_model(str(shared_file(*YUNET)), score_threshold=0.3)
+    frames = [img for k, img in _frames().items() if k.startswith("vtest")]
+    got = [r for r in stream(fd, str(shared_file("video", "vtest.avi")), mode="every_frame", workers=2,
+                             threads=1, max_frames=201)]
+    assert len(got) == 201 and all(getattr(r, "error", None) is None for r in got)
+    for r, img in zip((got[0], got[100], got[200]), frames):
+        np.testing.assert_allclose(r.detections.xyxy, fd.detect(img).xyxy, atol=1e-3)
