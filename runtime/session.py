@@ -189,8 +189,9 @@ class Session:
     def with_symbolic_hw(self) -> "Session":
         """This model reopened with its input's H/W axes symbolic (same options), so it runs at any
         size. Raises ``ModelError`` naming the reason when the graph depends on its fixed size."""
-        if self.symbolic_hw:
-            return self
+        shape = self.inputs[0].shape if self.inputs else ()
+        if self.symbolic_hw or (len(shape) == 4 and sum(d is None for d in shape[1:]) >= 2):
+            return self  # already symbolic (reopened, or exported with dynamic H/W)
         return Session(self.path, **self._args, symbolic_hw=True)
 
     def run(self, feed: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -64,9 +64,11 @@ def _case(seed, src_hw, size, k=5, mh=40):
 @pytest.mark.parametrize("src_hw,size", [((1080, 810), (160, 160)), ((720, 1280), (160, 160)),
                                          ((33, 47), (160, 160)), ((161, 161), (160, 160)),
                                          ((300, 200), (96, 160)), ((333, 517), (160, 160)),
-                                         ((1001, 563), (320, 320)), ((540, 960), (320, 320))])
+                                         ((1001, 563), (320, 320)), ((540, 960), (320, 320)),
+                                         ((1, 1), (32, 32)), ((1, 400), (64, 64)), ((700, 3), (64, 64))])
 def test_full_and_proto_match_reference(src_hw, size):
-    """Square, wide, tall, tiny, non-square tensors, and odd padding (333x517 in 160: 28.5 rows)."""
+    """Square, wide, tall, tiny, non-square tensors, odd padding (333x517 in 160: 28.5 rows), 1x1 and
+    extreme aspect ratios (content of one tensor row/column)."""
     protos, coef, boxes, geo = _case(0, src_hw, size, mh=size[0] // 4)
     ref_full, ref_nonempty, ref_proto = _reference(protos, coef, boxes, geo)
     nonempty = np.zeros(5, bool)
