@@ -296,10 +296,8 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
     first = shapes[0] if shapes else ()
     task = fields.get("task", "detect")
     special = _guess_conventions(outputs, shapes, fields, size)
-    if special is not None:
+    if special is not None:  # also {} for any other non-yolov8 head override: nothing to guess
         return special
-    if "head" in fields and fields["head"] != "yolov8":
-        return {}
     if task == "classify" or (len(first) == 2 and len(outputs) == 1):
         return _guess_classify(first, fields, size)
     if len(first) != 3 or not all(isinstance(d, int) for d in first[1:]):
