@@ -122,7 +122,8 @@ def build_model(path: str, threads: int, with_ultralytics: bool) -> dict[str, An
         m["baseline"] = BaselinePipeline(default)
     except PeerUnavailable as exc:
         m["baseline"], m["unavailable"]["numpy+OpenCV"] = None, str(exc)
-    m["ultralytics"], reason = ultralytics_peer(default) if with_ultralytics else (None, "skipped (--no-ultralytics)")
+    skipped = (None, "skipped (--no-ultralytics)")
+    m["ultralytics"], reason = ultralytics_peer(default) if with_ultralytics else skipped
     if reason:
         m["unavailable"]["Ultralytics"] = reason
     cv2.setNumThreads(threads)  # importing ultralytics sets cv2 to 0 threads; the peers get ours
