@@ -288,6 +288,9 @@ def target_lines(report: dict[str, Any]) -> list[str]:
         c, tag = r["configs"], f"{r['model']} {r['image']}"
         line(f"{tag} detect default / best bare ({cond})", c["detect default"]["ratio_to_best_bare"],
              TARGETS[f"detect_default / best_bare ({cond})"], False)
+        best_mode = min((c[f"detect {s}"]["best_median_ms"], s) for s in SPINS)
+        out.append(f"- {tag} detect default / best detect mode ({best_mode[1]}): "
+                   f"{c['detect default']['best_median_ms'] / best_mode[0]:.3f}")
         if "Ultralytics" in c:
             line(f"{tag} Ultralytics / detect default", c["Ultralytics"]["best_median_ms"]
                  / c["detect default"]["best_median_ms"], TARGETS["ultralytics / detect_default"], True)
