@@ -6,8 +6,8 @@
   tight loop of ``run()`` faster but keeps burning the cores after ``run()`` returns and slows
   whatever runs next (our kernels, other pipeline stages, the host application); ``"stop"`` spins
   inside ``run()`` and stops the threads the moment the last concurrent ``run()`` returns (ORT's
-  ``session.force_spinning_stop``). ``DEFAULT_SPIN`` is the one default every task uses; see the
-  README ("Threads and spinning") for the measurements behind it.
+  ``session.force_spinning_stop``). ``spin=None`` means ``DEFAULT_SPIN`` (``Session``,
+  ``Detector.from_path``); see the README ("Threads and spinning") for the measurements behind it.
 - Model files are checked before ORT sees them: missing/empty/unreadable files and ONNX external-data
   references that leave the model's folder are refused with a clear error.
 - Static output shapes are preallocated and bound (IOBinding), so steady-state runs allocate nothing.
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgerun.kernels.errors import EdgerunError, EdgerunValueError
+from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueError
 
 __all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo", "SPIN_MODES", "DEFAULT_SPIN", "spin_mode",
            "spin_config"]
@@ -56,7 +56,9 @@ def spin_mode(spin: bool | str | None) -> str:
         return DEFAULT_SPIN
     if isinstance(spin, (bool, np.bool_)):
         return "on" if spin else "off"
-    if isinstance(spin, str) and spin.lower() in SPIN_MODES:
+    if not isinstance(spin, str):
+        raise EdgerunTypeError(f"spin: expected a str, bool or None, got {type(spin).__name__} {spin!r}")
+    if spin.lower() in SPIN_MODES:
         return spin.lower()
     raise EdgerunValueError(f"spin: expected one of {list(SPIN_MODES)}, True, False or None (the default "
                             f"{DEFAULT_SPIN!r}), got {spin!r}")

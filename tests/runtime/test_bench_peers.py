@@ -35,9 +35,15 @@ def test_default_spin_is_a_mode():
     assert DEFAULT_SPIN in SPIN_MODES
 
 
-@pytest.mark.parametrize("bad", ["fast", "", 1, 0.5])
-def test_bad_spin_is_a_clear_error(bad):
+@pytest.mark.parametrize("bad", ["fast", ""])
+def test_unknown_spin_mode_is_a_clear_error(bad):
     with pytest.raises(ValueError, match=r"spin: expected one of \['off', 'on', 'stop'\]"):
+        spin_mode(bad)
+
+
+@pytest.mark.parametrize("bad", [1, 0.5, ["on"]])
+def test_spin_of_wrong_type_is_a_type_error(bad):
+    with pytest.raises(TypeError, match="spin: expected a str, bool or None"):
         spin_mode(bad)
 
 
