@@ -29,7 +29,9 @@ CASES = [  # (name, src_h, src_w, size)
     ("1080p->640", 1080, 1920, 640), ("720p->640", 720, 1280, 640), ("bus 1080x810->640", 1080, 810, 640),
     ("VGA->640", 480, 640, 640), ("VGA->320", 480, 640, 320), ("QVGA->640 (upscale)", 240, 320, 640),
 ]
-CODES = {"bgr": None, "nv12": cv2.COLOR_YUV2BGR_NV12, "yuyv": cv2.COLOR_YUV2BGR_YUY2}
+CODES = {"bgr": None, "nv12": cv2.COLOR_YUV2BGR_NV12, "i420": cv2.COLOR_YUV2BGR_I420,
+         "yuyv": cv2.COLOR_YUV2BGR_YUY2}
+_PLANAR = ("nv12", "i420")  # (H*3//2, W) buffers
 
 
 def camera_frame(h: int, w: int, fmt: str, seed: int = 0) -> np.ndarray:
@@ -38,6 +40,8 @@ def camera_frame(h: int, w: int, fmt: str, seed: int = 0) -> np.ndarray:
     if fmt == "bgr":
         return bgr
     i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    if fmt == "i420":
+        return i420.reshape(h * 3 // 2, w)
     y, u, v = i420[:h * w], i420[h * w:h * w * 5 // 4], i420[h * w * 5 // 4:]
     if fmt == "nv12":
         uv = np.empty(h * w // 2, np.uint8)
@@ -52,7 +56,7 @@ def camera_frame(h: int, w: int, fmt: str, seed: int = 0) -> np.ndarray:
 
 
 def opencv_chain(frame: np.ndarray, fmt: str, size: int) -> Callable[[], np.ndarray]:
-    h, w = (frame.shape[0] * 2 // 3, frame.shape[1]) if fmt == "nv12" else frame.shape[:2]
+    h, w = (frame.shape[0] * 2 // 3, frame.shape[1]) if fmt in _PLANAR else frame.shape[:2]
     g = plan(h, w, size)
 
     def run() -> np.ndarray:

@@ -1,10 +1,13 @@
 """A thin ONNX Runtime wrapper for edge CPUs.
 
 - One CPU budget (``cpu_budget()``) shared by ORT's intra-op threads and Numba's kernels.
-- ORT spin-waiting is a per-use choice (``spin=``): spinning makes a tight loop of ``run()`` a few
-  percent faster, but the spinning threads keep burning the cores after ``run()`` returns and slow
-  whatever runs next (our kernels, other pipeline stages, the host application). See the README
-  ("Threads and spinning") for the measurements behind each default.
+- ORT spin-waiting is a per-use choice (``spin=``, one of ``SPIN_MODES``): ``"off"`` parks the
+  intra-op threads as soon as they run out of work; ``"on"`` lets them spin-wait, which makes a
+  tight loop of ``run()`` faster but keeps burning the cores after ``run()`` returns and slows
+  whatever runs next (our kernels, other pipeline stages, the host application); ``"stop"`` spins
+  inside ``run()`` and stops the threads the moment the last concurrent ``run()`` returns (ORT's
+  ``session.force_spinning_stop``). ``spin=None`` means ``DEFAULT_SPIN`` (``Session``,
+  ``Detector.from_path``); see the README ("Threads and spinning") for the measurements behind it.
 - Model files are checked before ORT sees them: missing/empty/unreadable files and ONNX external-data
   references that leave the model's folder are refused with a clear error.
 - Static output shapes are preallocated and bound (IOBinding), so steady-state runs allocate nothing.
@@ -20,9 +23,22 @@ from typing import Sequence
 
 import numpy as np
 
-from edgerun.kernels.errors import EdgerunError, EdgerunValueError
+from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueError
 
-__all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo", "symbolic_hw_problem"]
+__all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo", "SPIN_MODES", "DEFAULT_SPIN", "spin_mode",
+           "spin_config", "symbolic_hw_problem"]
+
+SPIN_MODES = ("off", "on", "stop")
+# The spin policy of every session whose caller does not choose one (``spin=None``). Changing the
+# default means changing this line only; benchmarks/bench_peers.py measures the three modes.
+DEFAULT_SPIN = "off"
+
+# ORT session config entries per mode (keys from onnxruntime's session_options_config_keys.h).
+_SPIN_CONFIG = {
+    "off": {"session.intra_op.allow_spinning": "0"},
+    "on": {"session.intra_op.allow_spinning": "1"},
+    "stop": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"},
+}
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
@@ -33,6 +49,26 @@ _ORT_DTYPES = {
 
 class ModelError(EdgerunError, ValueError):
     """The model file is missing, unreadable, hostile or not usable by edgerun."""
+
+
+def spin_mode(spin: bool | str | None) -> str:
+    """The spin mode named by ``spin``: ``None`` -> ``DEFAULT_SPIN``, ``False`` -> ``"off"``,
+    ``True`` -> ``"on"``, or one of ``SPIN_MODES`` as a string."""
+    if spin is None:
+        return DEFAULT_SPIN
+    if isinstance(spin, (bool, np.bool_)):
+        return "on" if spin else "off"
+    if not isinstance(spin, str):
+        raise EdgerunTypeError(f"spin: expected a str, bool or None, got {type(spin).__name__} {spin!r}")
+    if spin.lower() in SPIN_MODES:
+        return spin.lower()
+    raise EdgerunValueError(f"spin: expected one of {list(SPIN_MODES)}, True, False or None (the default "
+                            f"{DEFAULT_SPIN!r}), got {spin!r}")
+
+
+def spin_config(spin: bool | str | None) -> dict[str, str]:
+    """ORT session config entries for ``spin`` (see ``spin_mode``); inter-op spinning is always off."""
+    return {**_SPIN_CONFIG[spin_mode(spin)], "session.inter_op.allow_spinning": "0"}
 
 
 def cpu_budget() -> int:
@@ -141,9 +177,13 @@ def _ort_reason(exc: Exception) -> str:
 
 
 class Session:
-    """An ONNX Runtime session configured for edge CPUs. ``run`` is thread-safe."""
+    """An ONNX Runtime session configured for edge CPUs. ``run`` is thread-safe.
 
-    def __init__(self, path: str, *, threads: int | None = None, spin: bool = False,
+    ``spin``: ``"off"``, ``"on"``, ``"stop"`` (spin inside ``run`` only), ``True`` (= ``"on"``),
+    ``False`` (= ``"off"``) or ``None`` for ``DEFAULT_SPIN``; ``self.spin`` holds the mode string.
+    """
+
+    def __init__(self, path: str, *, threads: int | None = None, spin: bool | str | None = None,
                  providers: Sequence[str] | None = None, optimization: str = "all",
                  bind_outputs: bool = True, symbolic_hw: bool = False):
         import onnxruntime as ort
@@ -154,7 +194,7 @@ class Session:
         self.symbolic_hw = bool(symbolic_hw)
         model = _symbolic_hw_bytes(self.path) if symbolic_hw else self.path
         self.threads = threads or cpu_budget()
-        self.spin = bool(spin)
+        self.spin = spin_mode(spin)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -166,8 +206,8 @@ class Session:
         if optimization not in levels:
             raise EdgerunValueError(f"optimization: expected one of {list(levels)}, got {optimization!r}")
         opts.graph_optimization_level = levels[optimization]
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        for key, value in spin_config(self.spin).items():
+            opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
         available = ort.get_available_providers()
         providers = list(providers or ["CPUExecutionProvider"])
@@ -219,7 +259,7 @@ class Session:
         return outs
 
     def __repr__(self) -> str:
-        return f"Session({self.path!r}, threads={self.threads}, spin={self.spin})"
+        return f"Session({self.path!r}, threads={self.threads}, spin={self.spin!r})"
 
 
 def _info(arg) -> TensorInfo:

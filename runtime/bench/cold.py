@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import Any
 
+from ..session import spin_mode
 from . import summarize
 
 __all__ = ["cold_start", "spawn_once", "ColdStartError"]
@@ -32,7 +33,7 @@ class ColdStartError(RuntimeError):
 _CHILD = r"""
 import time, sys, json
 t_first = time.perf_counter()
-spawn, model, image, threads, spin, fmt = float(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1", sys.argv[6]
+spawn, model, image, threads, spin, fmt = float(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
 import numpy as np, cv2
 t_libs = time.perf_counter()
 from edgerun.runtime import Detector
@@ -71,11 +72,11 @@ print(json.dumps({
 """
 
 
-def spawn_once(model: str, image: str, *, threads: int = 0, spin: bool = False, pixel_format: str = "bgr",
-               env: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+def spawn_once(model: str, image: str, *, threads: int = 0, spin: bool | str | None = None,
+               pixel_format: str = "bgr", env: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
     """One fresh ``python`` child: new process -> first detection. Returns its report."""
     args = [sys.executable, "-c", _CHILD, "", os.path.abspath(model), os.path.abspath(image), str(threads),
-            "1" if spin else "0", pixel_format]
+            spin_mode(spin), pixel_format]
     spawn = time.perf_counter()
     args[3] = repr(spawn)
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
@@ -90,12 +91,12 @@ def spawn_once(model: str, image: str, *, threads: int = 0, spin: bool = False, 
 
 
 def cold_start(model: str, image: str, *, runs: int = 3, miss: bool = False, threads: int = 0,
-               spin: bool = False, pixel_format: str = "bgr") -> dict[str, Any]:
+               spin: bool | str | None = None, pixel_format: str = "bgr") -> dict[str, Any]:
     """Cache-hit cold starts (``runs`` children after one discarded priming child) and, with
     ``miss``, one child compiling every kernel from an empty ``EDGERUN_CACHE_DIR``."""
     kw = dict(threads=threads, spin=spin, pixel_format=pixel_format)
     out: dict[str, Any] = {"model": os.path.abspath(model), "image": os.path.abspath(image),
-                           "threads": threads, "spin": spin, "pixel_format": pixel_format}
+                           "threads": threads, "spin": spin_mode(spin), "pixel_format": pixel_format}
     out["prime"] = spawn_once(model, image, **kw)
     hits = [spawn_once(model, image, **kw) for _ in range(runs)]
     out["hit_runs"] = hits

@@ -14,6 +14,8 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError
 
+from ..session import spin_config
+
 from . import Recorder
 
 __all__ = ["BaselinePipeline", "UltralyticsPipeline", "PeerUnavailable", "make_peer"]
@@ -52,7 +54,8 @@ class BaselinePipeline:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = sess.threads
         opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if sess.spin else "0")
+        for key, value in spin_config(sess.spin).items():
+            opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
         self.sess = ort.InferenceSession(sess.path, opts, providers=["CPUExecutionProvider"])
         self.input = spec.input_name

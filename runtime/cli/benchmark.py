@@ -19,6 +19,7 @@ from edgerun.kernels.errors import EdgerunValueError
 from ..bench import report
 from ..bench import Case, EdgerunPipeline, Recorder, machine_record, measure, rss_mb
 from ..bench.inputs import PIXEL_FORMATS, FrameSource
+from ..session import SPIN_MODES
 
 __all__ = ["BenchConfig", "BenchUsageError", "run", "run_benchmark", "add_arguments"]
 
@@ -42,7 +43,7 @@ class BenchConfig:
     soak: int = 0
     cold_runs: int = 0
     cold_miss: bool = False
-    spin: bool = False
+    spin: bool | str | None = None  # None: session.DEFAULT_SPIN
     progress: bool = False
     command: list[str] = field(default_factory=list)
 
@@ -59,7 +60,9 @@ def add_arguments(p) -> None:
     p.add_argument("--pixel-format", default="bgr", choices=PIXEL_FORMATS,
                    help="frame format fed to the detector; non-BGR frames are converted once up front")
     p.add_argument("--batch", type=int, default=1, help="frames per inference (dynamic-batch models)")
-    p.add_argument("--spin", action="store_true", help="let ORT's intra-op threads spin-wait")
+    p.add_argument("--spin", nargs="?", const="on", default=None, choices=SPIN_MODES,
+                   help="ORT intra-op spin-waiting: off, on (bare --spin), or stop (spin inside run() "
+                        "only, session.force_spinning_stop); default: edgerun's DEFAULT_SPIN")
     p.add_argument("--compare", action="append", choices=("baseline", "ultralytics"), default=[],
                    help="also run a peer on the same inputs, interleaved; prints per-stage ratios")
     p.add_argument("--soak", type=int, default=0, metavar="N", help="N more frames tracking RSS growth")

@@ -57,11 +57,13 @@ class Detector:
 
     @classmethod
     def from_path(cls, path: str, score_threshold: float = 0.25, iou_threshold: float = 0.7,
-                  max_detections: int = 300, *, threads: int | None = None, spin: bool = False,
+                  max_detections: int = 300, *, threads: int | None = None,
+                  spin: bool | str | None = None,
                   providers: Sequence[str] | None = None, class_agnostic: bool = False,
                   **spec_overrides: Any) -> "Detector":
         """Open an ONNX detector. ``spec_overrides`` replace any ModelSpec field
-        (e.g. ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``)."""
+        (e.g. ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``); ``spin``: ORT
+        spin-waiting, "off" | "on" | "stop" | True | False, None for ``session.DEFAULT_SPIN``."""
         session = Session(str(path), threads=threads, spin=spin, providers=providers)
         spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
         session, spec = fit_input_size(session, spec)

@@ -13,6 +13,7 @@ from conftest import shared_file
 from edgerun.runtime.bench import STAGES, STAT_KEYS, Case, Recorder, machine_record, measure, summarize
 from edgerun.runtime.bench.report import CSV_COLUMNS, SCHEMA
 from edgerun.runtime.cli import main
+from edgerun.runtime.session import DEFAULT_SPIN
 
 
 # -- statistics ---------------------------------------------------------------------------------
@@ -145,6 +146,7 @@ def test_benchmark_writes_documented_json_and_csv(model, bus, tmp_path, capsys):
     assert [x["pipeline"] for x in r["cases"]] == ["edgerun", "baseline"]
     for case in r["cases"]:
         assert case["iterations"] == 3 and case["warmup"]["count"] == 1 and case["threads"] == 1
+        assert case["spin"] == DEFAULT_SPIN
         assert case["input_size"] == [320, 320] and case["fps"] > 0 and case["cpu_util"] > 0
         assert set(case["stages"]) == set(STAGES)
         assert all(set(s) == set(STAT_KEYS) for s in case["stages"].values())
@@ -156,11 +158,12 @@ def test_benchmark_writes_documented_json_and_csv(model, bus, tmp_path, capsys):
 def test_benchmark_camera_format_soak_and_sweep(model, bus, tmp_path, capsys):
     j = tmp_path / "r.json"
     code = main(["benchmark", model, bus, "--iterations", "2", "--warmup", "0", "--threads", "1,2",
-                 "--pixel-format", "nv12", "--soak", "12", "--json", str(j)])
+                 "--pixel-format", "nv12", "--soak", "12", "--spin", "stop", "--json", str(j)])
     assert code == 0, capsys.readouterr().err
     r = json.loads(j.read_text())
     assert [c["threads"] for c in r["cases"]] == [1, 2]
     assert all("decode" not in c["stages"] and c["pixel_format"] == "nv12" for c in r["cases"])
+    assert all(c["spin"] == "stop" for c in r["cases"])
     assert r["soak"]["frames"] == 12 and len(r["soak"]["rss_mb"]) >= 2
 
 
