@@ -67,25 +67,35 @@ def to_fp16(model):
 
 
 class ImageFeed:
-    """A ``CalibrationDataReader``: each image through ``preprocess`` (edgerun's letterbox)."""
+    """A ``CalibrationDataReader``: each image through ``preprocess`` (edgerun's letterbox).
+
+    An image ``read`` cannot read (``OSError``/``ValueError``) is skipped and listed in ``skipped``;
+    ``used`` counts the images fed."""
 
     def __init__(self, images: Sequence[str], read: Callable[[str], np.ndarray],
                  preprocess: Callable[[np.ndarray], np.ndarray], input_name: str,
                  progress: Callable[[int, int], None] | None = None):
         self.images, self.read, self.preprocess = list(images), read, preprocess
         self.input_name, self.progress = input_name, progress
+        self.used, self.skipped = 0, []
         self._it: Iterator[int] = iter(range(len(self.images)))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        i = next(self._it, None)
-        if i is None:
-            return None
-        if self.progress:
-            self.progress(i + 1, len(self.images))
-        return {self.input_name: np.array(self.preprocess(self.read(self.images[i])), copy=True)}
+        for i in self._it:
+            if self.progress:
+                self.progress(i + 1, len(self.images))
+            try:
+                image = self.read(self.images[i])
+            except (OSError, ValueError):
+                self.skipped.append(self.images[i])
+                continue
+            self.used += 1
+            return {self.input_name: np.array(self.preprocess(image), copy=True)}
+        return None
 
     def rewind(self) -> None:
         self._it = iter(range(len(self.images)))
+        self.used, self.skipped = 0, []
 
 
 def to_int8(src_path: str, out_path: str, feed: ImageFeed, exclude: Sequence[str]) -> None:
