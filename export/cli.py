@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-images", metavar="DIR", help="images for the verification gate; giving them asks "
                    "for a gate: nothing found on them is a failure (default: held-out --calib images for "
                    "--int8, else generated scenes for ONNX sources; 'not verified' when nothing is found)")
+    p.add_argument("--val", metavar="DIR", help="YOLO-labelled images (labels/ beside images/, Ultralytics' "
+                   "layout): report COCO mAP50-95/mAP50 of source and result (needs faster-coco-eval or "
+                   "pycocotools, in the export extra)")
     p.add_argument("--imgsz", type=int, nargs="+", help="model input size H [W] (dynamic models, checkpoints)")
     p.add_argument("--static", action="store_true", help="checkpoints: fixed H/W export (default: dynamic H/W, "
                    "which reproduces the checkpoint's rect letterboxing on non-square images)")
@@ -86,7 +89,7 @@ def run_export(args: argparse.Namespace) -> int:
             r = export_checkpoint(args.source, args.output, imgsz=imgsz, dynamic=not args.static,
                                   force=args.force, precision=_precision(args), calib=args.calib,
                                   calib_max=args.calib_max, verify_images=args.verify_images,
-                                  threads=args.threads, progress=progress)
+                                  threads=args.threads, progress=progress, val=args.val)
             if args.json:
                 _print_json(r)
             else:
@@ -104,7 +107,8 @@ def run_export(args: argparse.Namespace) -> int:
             raise ExportError(f"{args.output} exists; pass --force to replace it")
         report = finish_onnx(args.source, args.output, precision=_precision(args), calib=args.calib,
                              calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
-                             force=args.force, min_f1=args.min_f1, threads=args.threads, progress=progress)
+                             force=args.force, min_f1=args.min_f1, threads=args.threads, progress=progress,
+                             val=args.val)
     finally:
         progress.close()
     if args.json:

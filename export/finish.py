@@ -32,7 +32,7 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
                 force: bool = False, min_f1: float | None = None, calib_max: int = 32,
                 exclude_head: bool = True, threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None, require_verified: bool | None = None,
-                **spec_overrides: Any) -> dict[str, Any]:
+                val: str | None = None, **spec_overrides: Any) -> dict[str, Any]:
     """Convert/annotate ``src`` (ONNX detector) into ``out`` and verify it; returns the report.
 
     ``precision``: "fp32" (metadata only), "fp16" (fp16 weights/compute, float32 I/O) or "int8"
@@ -43,6 +43,8 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     When the source model finds nothing on the verification images the report says "not verified"
     (``report["verified"]`` False): that refuses the file only when a gate was asked for
     (``require_verified``; default: ``verify_images`` or ``min_f1`` given) and not ``force``.
+    ``val``: a YOLO-labelled image folder; the report gets COCO mAP50-95/mAP50 of source and result
+    (``export.val``, faster-coco-eval or pycocotools), computed once the gate passed.
     ``imgsz``/``spec_overrides``: ModelSpec fields for models whose metadata is missing or wrong.
     Raises ``ExportError`` when box agreement F1 (IoU >= 0.9, same class) is below ``min_f1``
     (default ``MIN_F1[precision]``) unless ``force``; ``ModelError`` for unusable source files.
@@ -75,6 +77,10 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
             report["problems"].append(f"not verified: the source model finds nothing on the {len(images)} "
                                       f"verification images ({verify_from}); pass images where it finds "
                                       "objects (--verify-images DIR)")
+        if val is not None and (report["ok"] or force):
+            from .val import coco_map
+            report["val"] = coco_map({"source": str(src), "result": staged}, val, threads=threads,
+                                     spec_overrides=spec_overrides)
         report["table"] = _table(report)
         if not report["ok"] and not force:
             raise ExportError(f"{out}: verification failed ({'; '.join(report['problems'])}); nothing "
@@ -177,7 +183,9 @@ def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], e
     if precision == "fp16":
         model = quant.to_fp16(model)
     elif precision == "int8":
-        notes["excluded_nodes"] = quant.head_tail_nodes(model) if exclude_head else []
+        if exclude_head:
+            tail = quant.head_tail_nodes(model)
+            notes["excluded_nodes"] = tail + quant.head_output_layers(model, tail)
         model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress)
         notes.update(calib_images=feed.used, calib_skipped=len(feed.skipped), calib_files=list(calib_files))
     _set_metadata(model, ref.spec)
@@ -261,6 +269,11 @@ def _table(r: dict[str, Any]) -> str:
     if r["precision"] == "int8":
         skipped = f" ({r['calib_skipped']} unreadable skipped)" if r["calib_skipped"] else ""
         rows.append(("int8", f"{r['calib_images']} calibration images{skipped}, {len(r['excluded_nodes'])} "
-                             "head-tail nodes kept float"))
+                             "head nodes kept float (decode tail + last convs)"))
+    if r.get("val"):
+        v, n = r["val"], r["val"]["images"]
+        rows.append(("mAP50-95 / mAP50", f"source {v['source']['map50_95']:.3f} / {v['source']['map50']:.3f}, "
+                                         f"result {v['result']['map50_95']:.3f} / {v['result']['map50']:.3f} "
+                                         f"({n['labelled']} labelled images, {n['boxes']} boxes)"))
     rows.append(("onnxslim", "applied" if r["slimmed"] else "not installed, skipped"))
     return format_table(rows)

@@ -72,13 +72,14 @@ def _yolo():
 def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = None, dynamic: bool = True,
                       precision: str = "fp32", calib: str | None = None, calib_max: int = 32,
                       verify_images: Any = None, force: bool = False, threads: int | None = None,
-                      progress=None) -> dict[str, Any]:
+                      progress=None, val: str | None = None) -> dict[str, Any]:
     """Export ``pt`` with Ultralytics' exporter, finish it into ``out`` and verify it against ``pt``.
 
     ``dynamic`` (default True): symbolic H/W, so edgerun letterboxes to the minimal stride-aligned
     rectangle as the checkpoint's own predictor does on non-square images (a static square export
     cannot reproduce that). Verified on ``verify_images``, else on the user's ``calib`` images (held-out
-    ones for int8); with neither, the report says "not verified". Raises ``ExportError`` when the
+    ones for int8); with neither, the report says "not verified". ``val``: COCO mAP of Ultralytics' ONNX
+    and the finished file (``finish_onnx``). Raises ``ExportError`` when the
     exported model disagrees with the checkpoint (and leaves no file) unless ``force``."""
     from .finish import finish_onnx, umask_mode
 
@@ -103,7 +104,7 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
         staged = os.path.join(tmp, "finished.onnx")
         report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib, calib_max=calib_max,
                              verify_images=verify, force=True, threads=threads, progress=progress,
-                             require_verified=False)
+                             require_verified=False, val=val)
         images = _read_all(report["verify_files"])
         gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads)
         gate["verify_from"] = report["verify_from"]

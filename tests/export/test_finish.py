@@ -90,6 +90,8 @@ def test_head_tail_walk_stops_at_trained_layers(yolo):
     assert "/model.22/dfl/conv/Conv" in tail and "/model.22/Sigmoid" in tail  # DFL and class sigmoid
     trained = [n for n in tail if ops[n].op_type == "Conv" and "dfl" not in n]
     assert not trained and len(tail) < 0.2 * len(ops)
+    last = quant.head_output_layers(model, sorted(tail))  # the head's last 1x1 convs, both branches, 3 scales
+    assert last == sorted(f"/model.22/cv{b}.{i}/cv{b}.{i}.2/Conv" for b in (2, 3) for i in range(3))
 
 
 def test_int8_with_head_excluded_agrees(tmp_path, yolo, photos):
@@ -261,3 +263,32 @@ def test_cli_int8_with_only_calib_is_verified_on_held_out_photos(tmp_path, yolo,
     assert main(["export", yolo, "-o", str(out), "--int8", "--calib", str(coco)]) == 0
     text = capsys.readouterr().out
     assert "16 images from --calib (held out)" in text and "PASS" in text and "32 calibration images" in text
+
+
+def test_val_reports_coco_map_of_source_and_result(tmp_path, yolo):
+    from edgerun.export.val import label_path
+
+    coco = shared_file("datasets", "coco128")
+    assert label_path(str(coco / "images" / "train2017" / "a.jpg")) == str(coco / "labels" / "train2017" / "a.txt")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for name in sorted(os.listdir(coco / "images" / "train2017"))[:8]:
+        stem = os.path.splitext(name)[0]
+        os.symlink(coco / "images" / "train2017" / name, tmp_path / "images" / name)
+        if (coco / "labels" / "train2017" / f"{stem}.txt").exists():
+            os.symlink(coco / "labels" / "train2017" / f"{stem}.txt", tmp_path / "labels" / f"{stem}.txt")
+    r = finish_onnx(yolo, str(tmp_path / "y16.onnx"), precision="fp16", verify_images=str(tmp_path / "images"),
+                    val=str(tmp_path))
+    v = r["val"]
+    assert v["images"]["count"] == 8 and v["images"]["boxes"] > 20 and "mAP50-95" in r["table"]
+    assert 0.2 < v["source"]["map50_95"] < v["source"]["map50"] <= 1.0
+    assert abs(v["result"]["map50_95"] - v["source"]["map50_95"]) < 0.01  # fp16 keeps accuracy
+
+
+def test_val_without_an_evaluator_names_the_install(monkeypatch, tmp_path):
+    from edgerun.export import val
+
+    for mod in ("faster_coco_eval", "pycocotools", "pycocotools.coco", "pycocotools.cocoeval"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    with pytest.raises(ExportError, match="pip install faster-coco-eval"):
+        val.coco_map({"m": DEMO_ONNX}, str(tmp_path))
