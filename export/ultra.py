@@ -32,6 +32,9 @@ INSTALL = ('pip install torch==2.14.1 torchvision==0.29.1 --index-url https://do
 MIN_F1 = 0.99
 MAX_CONF_DIFF = 0.02
 MAX_KPT_PX = 2.0
+# int8 moves confidences and keypoints by design: gated on box F1 only, as finish_onnx's int8 gate
+LIMITS = {"fp32": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX), "fp16": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX),
+          "int8": (0.9, None, None)}
 
 
 def is_ultralytics_checkpoint(path: str) -> bool:
@@ -106,7 +109,8 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
                              verify_images=verify, force=True, threads=threads, progress=progress,
                              require_verified=False, val=val)
         images = _read_all(report["verify_files"])
-        gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads)
+        gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads,
+                                       limits=LIMITS.get(precision, LIMITS["fp32"]))
         gate["verify_from"] = report["verify_from"]
         report.update(checkpoint=os.path.abspath(pt), dynamic=dynamic, export_seconds=round(t_export, 2),
                       checkpoint_gate=gate, path=os.path.abspath(out))
@@ -148,11 +152,12 @@ def _copy_as(src: str, out: str, mode: int) -> None:
 
 def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str, np.ndarray]], *,
                             imgsz: Any = 640, threads: int | None = None, conf: float = 0.25,
-                            iou: float = 0.7) -> dict[str, Any]:
+                            iou: float = 0.7, limits: tuple = LIMITS["fp32"]) -> dict[str, Any]:
     """``YOLO(pt).predict`` vs edgerun's ``open_model(onnx_path)`` on ``images`` (name, BGR array).
 
     Boxes are matched one-to-one (greedy by IoU, same class, IoU >= 0.9); reported per image shape
-    (square / non-square): F1, worst confidence difference and worst keypoint distance in pixels."""
+    (square / non-square): F1, worst confidence difference and worst keypoint distance in pixels;
+    ``limits`` (min F1, max confidence difference, max keypoint px; None: not gated) decide ``ok``."""
     from edgerun.runtime import open_model
 
     YOLO = _yolo()
@@ -190,12 +195,13 @@ def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str,
     for shape, g in groups.items():
         total = g["ref_boxes"] + g["new_boxes"]
         g["f1"] = 2.0 * g["matched"] / total if total else None
-        if g["f1"] is not None and g["f1"] < MIN_F1:
-            problems.append(f"{shape}: box F1 {g['f1']:.3f} < {MIN_F1} (IoU >= 0.9, same class)")
-        if g["max_conf_diff"] > MAX_CONF_DIFF:
-            problems.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {MAX_CONF_DIFF}")
-        if g["max_keypoint_px"] > MAX_KPT_PX:
-            problems.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {MAX_KPT_PX}")
+        min_f1, max_conf, max_kpt = limits
+        if g["f1"] is not None and g["f1"] < min_f1:
+            problems.append(f"{shape}: box F1 {g['f1']:.3f} < {min_f1} (IoU >= 0.9, same class)")
+        if max_conf is not None and g["max_conf_diff"] > max_conf:
+            problems.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {max_conf}")
+        if max_kpt is not None and g["max_keypoint_px"] > max_kpt:
+            problems.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {max_kpt}")
     verified = sum(g["ref_boxes"] for g in groups.values()) > 0
     return {"verified": verified, "ok": not problems, "problems": problems, "by_shape": groups,
             "per_image": per_image}

@@ -113,3 +113,15 @@ def test_pose_checkpoint_through_the_cli(tmp_path, verify_dir, capsys):
     report = json.loads(capsys.readouterr().out)
     _check_gate(report["checkpoint_gate"], {"square": 5, "non-square": 20})
     assert report["checkpoint_gate"]["per_image"] and out.exists()
+
+
+def test_checkpoint_without_images_is_not_verified_and_force_replaces(fall, capsys):
+    """No --verify-images/--calib: the user has none of our photos, so no PASS, just "NOT VERIFIED" (exit 0)."""
+    from edgerun.runtime.cli import main
+
+    _, out = fall
+    before = out.stat().st_mtime_ns
+    assert main(["export", str(shared_file("torch", "yolov8s_fall_best.pt")), "-o", str(out), "--imgsz", str(IMGSZ),
+                 "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "NOT VERIFIED" in text and "PASS" not in text and out.stat().st_mtime_ns != before
