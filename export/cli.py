@@ -82,6 +82,9 @@ def run_export(args: argparse.Namespace) -> int:
     from .torch_cli import is_torch_checkpoint, run_torch_export
     from .ultra import export_checkpoint, format_gate, is_ultralytics_checkpoint
 
+    if os.path.exists(args.output) and not args.force:  # the source itself included: never destroy
+        from .torch_export import ExportError
+        raise ExportError(f"{args.output} exists; pass --force to replace it")
     progress = _CalibProgress()
     try:
         if not args.arch and is_ultralytics_checkpoint(args.source):
@@ -93,7 +96,8 @@ def run_export(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(r)
             else:
-                status = "written (verification FAILED, forced)" if r["forced"] else "written"
+                status = "written (verification FAILED, forced)" if r["forced"] else \
+                    "written, NOT VERIFIED" if not r["verified"] else "written"
                 print(f"{r['path']}: {status} in {r['seconds']} s (Ultralytics export {r['export_seconds']} s)\n"
                       f"{r['table']}\n{format_gate(r['checkpoint_gate'])}")
             return 0
@@ -102,9 +106,6 @@ def run_export(args: argparse.Namespace) -> int:
         from .finish import finish_onnx
 
         imgsz = (args.imgsz[0], args.imgsz[-1]) if args.imgsz else None
-        if os.path.exists(args.output) and not args.force:
-            from .finish import ExportError
-            raise ExportError(f"{args.output} exists; pass --force to replace it")
         report = finish_onnx(args.source, args.output, precision=_precision(args), calib=args.calib,
                              calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
                              force=args.force, min_f1=args.min_f1, threads=args.threads, progress=progress,
