@@ -20,7 +20,7 @@ from . import quant
 from .torch_export import ExportError, _spec_diff
 from .verify import Agreement, compare_detectors, default_scenes, format_table, image_files
 
-__all__ = ["finish_onnx", "ExportError", "MIN_F1"]
+__all__ = ["finish_onnx", "ExportError", "MIN_F1", "split_calibration", "umask_mode"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_F1 = {"fp32": 0.99, "fp16": 0.99, "int8": 0.9}
@@ -29,14 +29,22 @@ log = logging.getLogger("edgerun")
 
 def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | None = None,
                 verify_images: str | Sequence[str] | None = None, imgsz: int | Sequence[int] | None = None,
-                force: bool = False, min_f1: float | None = None, calib_max: int = 200,
+                force: bool = False, min_f1: float | None = None, calib_max: int = 32,
                 exclude_head: bool = True, threads: int | None = None,
-                progress: Callable[[int, int], None] | None = None, **spec_overrides: Any) -> dict[str, Any]:
+                progress: Callable[[int, int], None] | None = None, require_verified: bool | None = None,
+                val: str | None = None, **spec_overrides: Any) -> dict[str, Any]:
     """Convert/annotate ``src`` (ONNX detector) into ``out`` and verify it; returns the report.
 
     ``precision``: "fp32" (metadata only), "fp16" (fp16 weights/compute, float32 I/O) or "int8"
-    (static QDQ calibrated on the images in ``calib``, at most ``calib_max``, head tail in float).
-    ``verify_images``: a directory or a list of image files (default: generated demo scenes).
+    (static QDQ calibrated on at most ``calib_max`` of the images in ``calib``, head tail in float;
+    unreadable calibration images are skipped and counted).
+    ``verify_images``: a directory or a list of image files. ``None``: for int8, calibration images
+    held out of the calibration; otherwise generated demo scenes. An empty list: no verification.
+    When the source model finds nothing on the verification images the report says "not verified"
+    (``report["verified"]`` False): that refuses the file only when a gate was asked for
+    (``require_verified``; default: ``verify_images`` or ``min_f1`` given) and not ``force``.
+    ``val``: a YOLO-labelled image folder; the report gets COCO mAP50-95/mAP50 of source and result
+    (``export.val``, faster-coco-eval or pycocotools), computed once the gate passed.
     ``imgsz``/``spec_overrides``: ModelSpec fields for models whose metadata is missing or wrong.
     Raises ``ExportError`` when box agreement F1 (IoU >= 0.9, same class) is below ``min_f1``
     (default ``MIN_F1[precision]``) unless ``force``; ``ModelError`` for unusable source files.
@@ -46,8 +54,13 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
         raise ExportError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
-    calib_files = _calib_files(precision, calib, calib_max)
-    images = _verify_set(verify_images)
+    gate_asked = (verify_images is not None or min_f1 is not None) if require_verified is None \
+        else bool(require_verified)
+    calib_files, held_out = _calib_files(precision, calib, calib_max, holdout=verify_images is None)
+    if verify_images is None and precision == "int8":
+        images, verify_from = _read_images(held_out, "--calib (held out)", skip=True)
+    else:
+        images, verify_from = _verify_set(verify_images)
     if imgsz is not None:
         spec_overrides["input_size"] = imgsz
     ref = Detector.from_path(str(src), threads=threads, **spec_overrides)  # checks the file first
@@ -57,12 +70,23 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
         report = _check(ref, staged, images, threads, precision, min_f1)
         report.update(notes, source=os.path.abspath(src), path=os.path.abspath(out), precision=precision,
                       bytes=os.path.getsize(staged), source_bytes=os.path.getsize(src),
-                      seconds=round(time.perf_counter() - t0, 2))
+                      seconds=round(time.perf_counter() - t0, 2), verify_from=verify_from,
+                      verify_files=[f for f, _ in images if os.path.isfile(f)])
+        if not report["verified"] and gate_asked:
+            report["ok"] = False
+            report["problems"].append(f"not verified: the source model finds nothing on the {len(images)} "
+                                      f"verification images ({verify_from}); pass images where it finds "
+                                      "objects (--verify-images DIR)")
+        if val is not None and (report["ok"] or force):
+            from .val import coco_map
+            report["val"] = coco_map({"source": str(src), "result": staged}, val, threads=threads,
+                                     spec_overrides=spec_overrides)
         report["table"] = _table(report)
         if not report["ok"] and not force:
             raise ExportError(f"{out}: verification failed ({'; '.join(report['problems'])}); nothing "
-                              f"written (force=True / --force keeps it anyway)\n{report['table']}")
+                              f"written (--force keeps it anyway)\n{report['table']}")
         report["forced"] = not report["ok"]
+        os.chmod(staged, umask_mode())
         os.replace(staged, out)
         return report
     finally:
@@ -70,39 +94,70 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
             os.remove(staged)
 
 
-def _calib_files(precision: str, calib: str | None, calib_max: int) -> list[str]:
+def umask_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (``0o666 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def split_calibration(files: Sequence[str], calib_max: int, holdout: bool) -> tuple[list[str], list[str]]:
+    """(calibration files, held-out verification files) from the sorted ``files``, deterministic.
+
+    With ``holdout``, a seeded shuffle puts a quarter of the images (at most 16, none when there are
+    fewer than 2) aside for verification; calibration takes at most ``calib_max`` of the rest."""
+    files = list(files)
+    n_hold = min(16, len(files) // 4 if len(files) >= 8 else len(files) // 2) if holdout else 0
+    order = np.random.default_rng(0).permutation(len(files)) if n_hold else np.arange(len(files))
+    held = sorted(files[i] for i in order[:n_hold])
+    rest = [files[i] for i in sorted(order[n_hold:])]
+    return rest[:max(1, int(calib_max))], held
+
+
+def _calib_files(precision: str, calib: str | None, calib_max: int, holdout: bool
+                 ) -> tuple[list[str], list[str]]:
     if precision != "int8":
-        return []
+        return [], []
     if calib is None:
-        raise ExportError("int8 needs calibration images: pass calib=DIR (--calib DIR), e.g. 50-200 "
-                          "images like the ones the model will see")
+        raise ExportError("int8 needs calibration images: pass --calib DIR, e.g. 32-200 images like the ones "
+                          "the model will see")
     try:
-        files = image_files(str(calib), "calib")
+        files = image_files(str(calib), "--calib")
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    return files[:max(1, int(calib_max))]
+    return split_calibration(files, calib_max, holdout)
 
 
-def _verify_set(verify_images: str | Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
-    from edgerun.runtime.sources import read_image
-
+def _verify_set(verify_images: str | Sequence[str] | None) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """(images, where they came from): a directory or file list, or generated scenes for ``None``."""
     if verify_images is None:
-        return default_scenes()
+        return default_scenes(), "generated scenes (no --verify-images)"
+    is_dir = isinstance(verify_images, (str, os.PathLike))
     try:
-        files = image_files(verify_images, "verify_images") if isinstance(verify_images, (str, os.PathLike)) \
-            else [str(f) for f in verify_images]
+        files = image_files(verify_images, "--verify-images") if is_dir else [str(f) for f in verify_images]
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     if not files:
-        raise ExportError("verify_images: the list of images is empty")
-    return [(os.path.basename(f), _read(read_image, f, "verify_images")) for f in files]
+        return [], "no images (pass --verify-images DIR)"
+    return _read_images(files, f"{verify_images}" if is_dir else "the given files", skip=False)
 
 
-def _read(read_image: Callable, path: str, what: str) -> np.ndarray:
-    try:
-        return read_image(path)
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{what}: cannot read {path}: {exc}") from None
+def _read_images(files: Sequence[str], what: str, skip: bool) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """Read ``files`` as (path, BGR); unreadable ones are skipped and counted (``skip``) or refused."""
+    from edgerun.runtime.sources import read_image
+
+    images, bad = [], []
+    for f in files:
+        try:
+            images.append((f, read_image(f)))
+        except (OSError, ValueError) as exc:
+            if not skip:
+                raise ExportError(f"--verify-images: cannot read {f}: {exc}") from None
+            bad.append(f)
+    note = f"{len(images)} images from {what}" + (f", {len(bad)} unreadable skipped" if bad else "")
+    if bad:
+        log.warning("edgerun export: %s: skipped %d unreadable image(s), e.g. %s", what, len(bad), bad[0])
+    return images, note
 
 
 def _stage_path(out: str) -> str:
@@ -124,12 +179,15 @@ def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], e
         raise ExportError(f"{src}: the source is already reduced precision (quantization ops or float16 "
                           f"input); {precision} needs the fp32 model (re-export it without --half/--int8)")
     model, slimmed = _maybe_slim(model)
-    notes: dict[str, Any] = {"slimmed": slimmed, "excluded_nodes": [], "calib_images": len(calib_files)}
+    notes: dict[str, Any] = {"slimmed": slimmed, "excluded_nodes": [], "calib_images": 0, "calib_skipped": 0}
     if precision == "fp16":
         model = quant.to_fp16(model)
     elif precision == "int8":
-        notes["excluded_nodes"] = quant.head_tail_nodes(model) if exclude_head else []
-        model = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress)
+        if exclude_head:
+            tail = quant.head_tail_nodes(model)
+            notes["excluded_nodes"] = tail + quant.head_output_layers(model, tail)
+        model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress)
+        notes.update(calib_images=feed.used, calib_skipped=len(feed.skipped), calib_files=list(calib_files))
     _set_metadata(model, ref.spec)
     onnx.save(model, staged)
     notes["guessed_written"] = list(ref.spec.guessed)
@@ -149,13 +207,19 @@ def _quantize(model, ref, calib_files: list[str], exclude: list[str], progress) 
 
     from edgerun.runtime.sources import read_image
 
-    feed = quant.ImageFeed(calib_files, lambda p: _read(read_image, p, "calib"),
-                           lambda im: ref.preprocess(im)[0], ref.spec.input_name, progress)
+    feed = quant.ImageFeed(calib_files, read_image, lambda im: ref.preprocess(im)[0], ref.spec.input_name,
+                           progress)
     with tempfile.TemporaryDirectory(prefix="edgerun-int8-") as tmp:
         fp32, q = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, fp32)
         quant.to_int8(fp32, q, feed, exclude)
-        return onnx.load(q)
+        if feed.used == 0:
+            raise ExportError(f"--calib: none of the {len(calib_files)} calibration images could be read "
+                              f"(e.g. {feed.skipped[0]})")
+        if feed.skipped:
+            log.warning("edgerun export: --calib: skipped %d unreadable image(s), e.g. %s", len(feed.skipped),
+                        feed.skipped[0])
+        return onnx.load(q), feed
 
 
 def _set_metadata(model, spec) -> None:
@@ -179,11 +243,18 @@ def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1
     problems = [f"metadata does not round-trip: {diff}"] if diff else []
     if agreement.f1 < threshold:
         problems.append(f"box agreement F1 {agreement.f1:.3f} < {threshold:g} (IoU >= 0.9, same class)")
-    if agreement.ref_boxes < 5:
+    if 0 < agreement.ref_boxes < 5:
         log.warning("edgerun export: only %d reference boxes on the verification images; pass images "
                     "like the model's real input (--verify-images) for a meaningful check", agreement.ref_boxes)
     return {**agreement.as_dict(), "min_f1": threshold, "spec_roundtrip": not diff, "ok": not problems,
-            "problems": problems, "per_image": agreement.per_image}
+            "verified": agreement.ref_boxes > 0, "problems": problems, "per_image": agreement.per_image}
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    """PASS/FAIL only when there was something to compare; "not verified" on 0 reference boxes."""
+    if not r["verified"]:
+        return f"n/a: NOT VERIFIED (the source model found nothing on these images){'' if r['ok'] else ', FAIL'}"
+    return f"{r['f1']:.3f} (min {r['min_f1']:g}) {'PASS' if r['ok'] else 'FAIL'}"
 
 
 def _table(r: dict[str, Any]) -> str:
@@ -192,10 +263,17 @@ def _table(r: dict[str, Any]) -> str:
             ("raw max abs err", f"{r['max_abs_error']:.4g} (rel {r['max_rel_error']:.3g})"),
             ("boxes src/new", f"{r['ref_boxes']}/{r['new_boxes']} on {r['images']} images "
                               f"({r['borderline_ignored']} borderline ignored)"),
-            ("F1 @IoU0.9", f"{r['f1']:.3f} (min {r['min_f1']:g}) {'PASS' if r['ok'] else 'FAIL'}"),
+            ("verified on", r["verify_from"]),
+            ("F1 @IoU0.9", _verdict(r)),
             ("metadata", "round-trips" if r["spec_roundtrip"] else "DIFFERS")]
     if r["precision"] == "int8":
-        rows.append(("int8", f"{r['calib_images']} calibration images, {len(r['excluded_nodes'])} "
-                             "head-tail nodes kept float"))
+        skipped = f" ({r['calib_skipped']} unreadable skipped)" if r["calib_skipped"] else ""
+        rows.append(("int8", f"{r['calib_images']} calibration images{skipped}, {len(r['excluded_nodes'])} "
+                             "head nodes kept float (decode tail + last convs)"))
+    if r.get("val"):
+        v, n = r["val"], r["val"]["images"]
+        rows.append(("mAP50-95 / mAP50", f"source {v['source']['map50_95']:.3f} / {v['source']['map50']:.3f}, "
+                                         f"result {v['result']['map50_95']:.3f} / {v['result']['map50']:.3f} "
+                                         f"({n['labelled']} labelled images, {n['boxes']} boxes)"))
     rows.append(("onnxslim", "applied" if r["slimmed"] else "not installed, skipped"))
     return format_table(rows)

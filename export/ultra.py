@@ -9,8 +9,11 @@ path. Checkpoints are full pickles: only export files you trust.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -23,11 +26,15 @@ from .torch_export import ExportError
 
 __all__ = ["is_ultralytics_checkpoint", "export_checkpoint", "compare_with_checkpoint"]
 
-INSTALL = ('pip install torch==2.13.0 && pip install -e ".[export,ultralytics]" (the "ultralytics" extra of '
-           "edgerun, for the workstation that exports)")
+INSTALL = ('pip install torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu && '
+           'pip install -e ".[export,ultralytics]" (the "ultralytics" extra of edgerun, for the workstation that '
+           "exports)")
 MIN_F1 = 0.99
 MAX_CONF_DIFF = 0.02
 MAX_KPT_PX = 2.0
+# int8 moves confidences and keypoints by design: gated on box F1 only, as finish_onnx's int8 gate
+LIMITS = {"fp32": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX), "fp16": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX),
+          "int8": (0.9, None, None)}
 
 
 def is_ultralytics_checkpoint(path: str) -> bool:
@@ -42,6 +49,19 @@ def is_ultralytics_checkpoint(path: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Ultralytics logs INFO lines to stdout: keep stdout for edgerun's report (``--json``)."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _yolo():
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks, no font or asset downloads
     try:
@@ -52,56 +72,78 @@ def _yolo():
     return YOLO
 
 
-def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = None, dynamic: bool = False,
-                      precision: str = "fp32", calib: str | None = None, verify_images: Any = None,
-                      force: bool = False, threads: int | None = None, progress=None) -> dict[str, Any]:
+def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = None, dynamic: bool = True,
+                      precision: str = "fp32", calib: str | None = None, calib_max: int = 32,
+                      verify_images: Any = None, force: bool = False, threads: int | None = None,
+                      progress=None, val: str | None = None) -> dict[str, Any]:
     """Export ``pt`` with Ultralytics' exporter, finish it into ``out`` and verify it against ``pt``.
 
-    ``dynamic`` (default True): symbolic H/W so edgerun letterboxes to the minimal stride-aligned
-    rectangle, as the checkpoint's own predictor does on non-square images. Raises ``ExportError`` when
-    the exported model disagrees with the checkpoint (and leaves no file) unless ``force``."""
-    from .finish import _verify_set, finish_onnx
+    ``dynamic`` (default True): symbolic H/W, so edgerun letterboxes to the minimal stride-aligned
+    rectangle as the checkpoint's own predictor does on non-square images (a static square export
+    cannot reproduce that). Verified on ``verify_images``, else on the user's ``calib`` images (held-out
+    ones for int8); with neither, the report says "not verified". ``val``: COCO mAP of Ultralytics' ONNX
+    and the finished file (``finish_onnx``). Raises ``ExportError`` when the
+    exported model disagrees with the checkpoint (and leaves no file) unless ``force``."""
+    from .finish import finish_onnx, umask_mode
 
     if os.path.exists(out) and not force:
         raise ExportError(f"{out} exists; pass --force to replace it")
     YOLO = _yolo()
     t0 = time.perf_counter()
     model_imgsz = imgsz if imgsz is not None else 640
+    verify = verify_images
+    if verify is None and precision != "int8":
+        verify = calib if calib is not None else []  # the user's own images, never our scenes
     with tempfile.TemporaryDirectory(prefix="edgerun-ultra-") as tmp:
         local = os.path.join(tmp, os.path.basename(pt))
         shutil.copyfile(pt, local)  # Ultralytics writes next to the .pt; the source folder may be read-only
         try:
-            onnx_path = YOLO(local).export(format="onnx", imgsz=model_imgsz, dynamic=dynamic, simplify=True,
-                                           opset=17, device="cpu", verbose=False)
+            with _quiet():
+                onnx_path = YOLO(local).export(format="onnx", imgsz=model_imgsz, dynamic=dynamic, simplify=True,
+                                               opset=17, device="cpu", verbose=False)
         except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types; name it and stop
             raise ExportError(f"{pt}: Ultralytics' exporter failed: {type(exc).__name__}: {exc}") from None
         t_export = time.perf_counter() - t0
         staged = os.path.join(tmp, "finished.onnx")
-        report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib,
-                             verify_images=verify_images, force=True, threads=threads, progress=progress)
-        images = _verify_set(verify_images)
-        gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads)
+        report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib, calib_max=calib_max,
+                             verify_images=verify, force=True, threads=threads, progress=progress,
+                             require_verified=False, val=val)
+        images = _read_all(report["verify_files"])
+        gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads,
+                                       limits=LIMITS.get(precision, LIMITS["fp32"]))
+        gate["verify_from"] = report["verify_from"]
         report.update(checkpoint=os.path.abspath(pt), dynamic=dynamic, export_seconds=round(t_export, 2),
                       checkpoint_gate=gate, path=os.path.abspath(out))
-        ok = gate["verified"] and gate["ok"] and report["ok"]
-        if not ok and gate["verified"] and not force:
-            raise ExportError(f"{out}: the exported model disagrees with {pt} ({'; '.join(gate['problems'])}); "
+        asked = verify_images is not None
+        problems = list(gate["problems"]) + ([] if report["ok"] else list(report["problems"]))
+        if not gate["verified"] and asked:
+            problems.append(f"not verified: {pt} finds nothing on the --verify-images images")
+        ok = not problems
+        if not ok and not force:
+            raise ExportError(f"{out}: the exported model disagrees with {pt} ({'; '.join(problems)}); "
                               "nothing written (--force keeps it anyway)")
-        report["ok"], report["forced"] = ok, not ok and gate["verified"]
-        _copy_with_umask(staged, out)
+        report.update(ok=ok, forced=not ok, verified=gate["verified"], problems=problems)
+        _copy_as(staged, out, umask_mode())
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
 
 
-def _copy_with_umask(src: str, out: str) -> None:
+def _read_all(files: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    from edgerun.runtime.sources import read_image
+
+    return [(f, read_image(f)) for f in files]  # already read once by finish_onnx
+
+
+def _copy_as(src: str, out: str, mode: int) -> None:
+    """Copy ``src`` to ``out`` atomically (staged beside ``out``, then ``os.replace``) with ``mode``."""
     folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ExportError(f"output folder {folder!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".edgerun-export-", suffix=".onnx", dir=folder)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, mode)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -110,11 +152,12 @@ def _copy_with_umask(src: str, out: str) -> None:
 
 def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str, np.ndarray]], *,
                             imgsz: Any = 640, threads: int | None = None, conf: float = 0.25,
-                            iou: float = 0.7) -> dict[str, Any]:
+                            iou: float = 0.7, limits: tuple = LIMITS["fp32"]) -> dict[str, Any]:
     """``YOLO(pt).predict`` vs edgerun's ``open_model(onnx_path)`` on ``images`` (name, BGR array).
 
     Boxes are matched one-to-one (greedy by IoU, same class, IoU >= 0.9); reported per image shape
-    (square / non-square): F1, worst confidence difference and worst keypoint distance in pixels."""
+    (square / non-square): F1, worst confidence difference and worst keypoint distance in pixels;
+    ``limits`` (min F1, max confidence difference, max keypoint px; None: not gated) decide ``ok``."""
     from edgerun.runtime import open_model
 
     YOLO = _yolo()
@@ -123,7 +166,8 @@ def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str,
     groups: dict[str, dict[str, float]] = {}
     per_image = []
     for name, img in images:
-        r = ref_model.predict(img, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
+        with _quiet():
+            r = ref_model.predict(img, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
         rb = r.boxes.xyxy.cpu().numpy().astype(np.float64)
         rc, rk = r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int)
         d = new.detect(img)
@@ -151,12 +195,13 @@ def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str,
     for shape, g in groups.items():
         total = g["ref_boxes"] + g["new_boxes"]
         g["f1"] = 2.0 * g["matched"] / total if total else None
-        if g["f1"] is not None and g["f1"] < MIN_F1:
-            problems.append(f"{shape}: box F1 {g['f1']:.3f} < {MIN_F1} (IoU >= 0.9, same class)")
-        if g["max_conf_diff"] > MAX_CONF_DIFF:
-            problems.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {MAX_CONF_DIFF}")
-        if g["max_keypoint_px"] > MAX_KPT_PX:
-            problems.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {MAX_KPT_PX}")
+        min_f1, max_conf, max_kpt = limits
+        if g["f1"] is not None and g["f1"] < min_f1:
+            problems.append(f"{shape}: box F1 {g['f1']:.3f} < {min_f1} (IoU >= 0.9, same class)")
+        if max_conf is not None and g["max_conf_diff"] > max_conf:
+            problems.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {max_conf}")
+        if max_kpt is not None and g["max_keypoint_px"] > max_kpt:
+            problems.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {max_kpt}")
     verified = sum(g["ref_boxes"] for g in groups.values()) > 0
     return {"verified": verified, "ok": not problems, "problems": problems, "by_shape": groups,
             "per_image": per_image}
@@ -183,7 +228,9 @@ def _match(rb: np.ndarray, rk: np.ndarray, nb: np.ndarray, nk: np.ndarray, iou_m
 def format_gate(gate: dict[str, Any]) -> str:
     """One line per image shape: what the checkpoint and the ONNX agreed on."""
     if not gate["verified"]:
-        return "checkpoint gate: not verified (the checkpoint's own predictor found nothing on these images)"
+        where = gate.get("verify_from", f"{len(gate['per_image'])} images")
+        return (f"checkpoint gate: NOT VERIFIED (the checkpoint's own predictor found nothing on {where}; pass "
+                "--verify-images DIR with images like the model's real input)")
     lines = []
     for shape, g in gate["by_shape"].items():
         f1 = "n/a" if g["f1"] is None else f"{g['f1']:.3f}"

@@ -291,6 +291,18 @@ def _guess_conventions(outputs, shapes, fields: dict[str, Any], size) -> dict[st
     return {} if head in _CONVENTION_HEADS else None
 
 
+def _channels_first(rows: int, outputs, shapes, fields: dict[str, Any], task: str) -> dict[str, Any]:
+    """Ultralytics' channels-first head (1, 4 + C + extra, N); N may be symbolic (dynamic H/W exports
+    declare ``(batch, rows, anchors)``), the row count alone gives the classes."""
+    if task == "segment" or len(outputs) == 2:
+        extra = shapes[1][1] if len(shapes) > 1 and len(shapes[1]) > 1 and shapes[1][1] else 32
+        return {"head": "yolov8", "task": "segment", "num_classes": rows - 4 - extra}
+    if fields.get("kpt_shape"):
+        k = fields["kpt_shape"]
+        return {"head": "yolov8", "task": "pose", "num_classes": rows - 4 - k[0] * k[1]}
+    return {"head": "yolov8", "num_classes": rows - 4}
+
+
 def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     shapes = [tuple(o.shape) for o in outputs]
     first = shapes[0] if shapes else ()
@@ -300,19 +312,15 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
         return special
     if task == "classify" or (len(first) == 2 and len(outputs) == 1):
         return _guess_classify(first, fields, size)
+    if len(first) == 3 and isinstance(first[1], int) and first[2] is None and task != "classify":
+        return _channels_first(first[1], outputs, shapes, fields, task)  # dynamic H/W: (1, 4+C+E, anchors)
     if len(first) != 3 or not all(isinstance(d, int) for d in first[1:]):
         return {}  # left for the task's own validation to report with the shapes
     a, b = first[1], first[2]
     if b == 6 and a <= 1000:  # (1, K, 6): boxes already NMSed inside the model
         return {"head": "end2end"}
     if a < b:  # channels-first Ultralytics head: (1, 4 + C + extra, N)
-        if task == "segment" or len(outputs) == 2:
-            extra = 32 if len(shapes) < 2 else shapes[1][1] or 32
-            return {"head": "yolov8", "task": "segment", "num_classes": a - 4 - extra}
-        if fields.get("kpt_shape"):
-            k = fields["kpt_shape"]
-            return {"head": "yolov8", "task": "pose", "num_classes": a - 4 - k[0] * k[1]}
-        return {"head": "yolov8", "num_classes": a - 4}
+        return _channels_first(a, outputs, shapes, fields, task)
     # rows-first (1, N, 5 + C): YOLOv5/v7 (3 anchors a cell, decoded) or YOLOX (1 a cell, raw grid)
     strides = fields.get("strides", (8, 16, 32))
     cells = sum((size[0] // s) * (size[1] // s) for s in strides)

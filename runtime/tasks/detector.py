@@ -200,17 +200,21 @@ def _frame_size(image: np.ndarray, pixel_format: str) -> tuple[int, int]:
 
 
 def _check_outputs(session: Session, spec: ModelSpec) -> None:
-    """Refuse, at load time, outputs that do not fit the head, naming shapes and overrides."""
+    """Refuse, at load time, outputs that do not fit the head, naming shapes and overrides.
+
+    Symbolic dims (``None``: dynamic H/W exports declare ``(batch, rows, anchors)`` or leave every
+    axis symbolic) cannot be checked here; ``decode`` checks the real shape on every run."""
     shapes = [o.shape for o in session.outputs]
     first = shapes[0] if shapes else ()
-    ok = len(first) == 3 and all(isinstance(d, int) for d in first[1:])
-    if ok and spec.head == "yolov8":  # 4 + C rows; extra rows only with protos (seg) or keypoints
-        rows, extra_ok = 4 + spec.num_classes, len(shapes) > 1 or bool(spec.kpt_shape)
-        ok = spec.num_classes > 0 and (first[1] == rows or (first[1] > rows and extra_ok))
-    elif ok and spec.head in ("yolov5", "yolox"):
-        ok = first[2] == 5 + spec.num_classes and spec.num_classes > 0
-    elif ok and spec.head == "end2end":
-        ok = first[2] == 6
+    ok = len(first) == 3 and (spec.num_classes > 0 or spec.head == "end2end")
+    rows, cols = (first[1], first[2]) if ok else (None, None)
+    if ok and spec.head == "yolov8" and rows is not None:  # 4 + C rows; extra only with protos or keypoints
+        need, extra_ok = 4 + spec.num_classes, len(shapes) > 1 or bool(spec.kpt_shape)
+        ok = rows == need or (rows > need and extra_ok)
+    elif ok and spec.head in ("yolov5", "yolox") and cols is not None:
+        ok = cols == 5 + spec.num_classes
+    elif ok and spec.head == "end2end" and cols is not None:
+        ok = cols == 6
     if not ok:
         raise ModelError(
             f"{session.path}: outputs {[(o.name, o.shape) for o in session.outputs]} match no known "

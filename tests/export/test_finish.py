@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -89,6 +90,8 @@ def test_head_tail_walk_stops_at_trained_layers(yolo):
     assert "/model.22/dfl/conv/Conv" in tail and "/model.22/Sigmoid" in tail  # DFL and class sigmoid
     trained = [n for n in tail if ops[n].op_type == "Conv" and "dfl" not in n]
     assert not trained and len(tail) < 0.2 * len(ops)
+    last = quant.head_output_layers(model, sorted(tail))  # the head's last 1x1 convs, both branches, 3 scales
+    assert last == sorted(f"/model.22/cv{b}.{i}/cv{b}.{i}.2/Conv" for b in (2, 3) for i in range(3))
 
 
 def test_int8_with_head_excluded_agrees(tmp_path, yolo, photos):
@@ -150,9 +153,9 @@ def test_int8_needs_calibration_images(tmp_path):
 
 
 def test_verification_images_must_exist(tmp_path):
-    with pytest.raises(ExportError, match="verify_images"):
+    with pytest.raises(ExportError, match="--verify-images"):
         finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), verify_images=str(tmp_path / "nope"))
-    with pytest.raises(ExportError, match="verify_images: cannot read"):
+    with pytest.raises(ExportError, match="--verify-images: cannot read"):
         finish_onnx(DEMO_ONNX, str(tmp_path / "x.onnx"), verify_images=[str(tmp_path / "missing.jpg")])
 
 
@@ -194,3 +197,98 @@ def test_no_torch_import():
             "import edgerun.export.cli; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- meaningful verification, never destroying -----------------------------------------------------
+def _write_scenes(folder, n, seed=100):
+    from edgerun.runtime.demo import make_scene
+
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"scene{i:02d}.png"), make_scene(seed + i, (320 + 16 * (i % 3), 320))[0])
+    return folder
+
+
+def test_nothing_found_is_not_verified_never_pass(tmp_path, capsys):
+    """0 reference boxes: "not verified", not PASS; a failure only when a gate was asked for."""
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    cv2.imwrite(str(blank / "gray.png"), np.full((240, 320, 3), 114, np.uint8))
+    r = finish_onnx(DEMO_ONNX, str(tmp_path / "a.onnx"), precision="fp16", verify_images=str(blank),
+                    require_verified=False)
+    assert r["ok"] and not r["verified"] and "PASS" not in r["table"] and "NOT VERIFIED" in r["table"]
+    with pytest.raises(ExportError, match="not verified"):
+        finish_onnx(DEMO_ONNX, str(tmp_path / "b.onnx"), precision="fp16", verify_images=str(blank))
+    assert not (tmp_path / "b.onnx").exists() and not _leftovers(tmp_path)
+
+    from edgerun.runtime.cli import main
+    assert main(["export", DEMO_ONNX, "-o", str(tmp_path / "c.onnx"), "--half", "--verify-images", str(blank)]) == 2
+    assert "not verified" in capsys.readouterr().err and not (tmp_path / "c.onnx").exists()
+
+
+def test_output_gets_the_umask_mode_and_existing_files_need_force(tmp_path, capsys):
+    from edgerun.runtime.cli import main
+
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "d.onnx"
+        assert main(["export", DEMO_ONNX, "-o", str(out)]) == 0
+        assert out.stat().st_mode & 0o777 == 0o640  # 0o666 & ~umask, not mkstemp's 0600
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    before = out.read_bytes()
+    assert main(["export", DEMO_ONNX, "-o", str(out), "--half"]) == 2
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["export", DEMO_ONNX, "-o", str(out), "--half", "--force"]) == 0 and out.read_bytes() != before
+
+
+def test_int8_holds_out_calibration_images_and_skips_unreadable_ones(tmp_path):
+    calib = _write_scenes(tmp_path / "calib", 12)
+    (calib / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    r = finish_onnx(DEMO_ONNX, str(tmp_path / "d8.onnx"), precision="int8", calib=str(calib))
+    held = set(r["verify_files"])
+    assert r["verified"] and r["ok"] and len(held) == 3 - ("broken" in r["verify_from"])
+    assert held.isdisjoint(r["calib_files"]) and "held out" in r["verify_from"]
+    assert r["calib_skipped"] + ("unreadable" in r["verify_from"]) == 1  # counted wherever it landed
+    assert r["calib_images"] == len(r["calib_files"]) - r["calib_skipped"]
+
+
+def test_cli_int8_with_only_calib_is_verified_on_held_out_photos(tmp_path, yolo, capsys):
+    """The issue's new-user run: `--int8 --calib coco128/images/train2017`, no other option."""
+    from edgerun.runtime.cli import main
+
+    coco = shared_file("datasets", "coco128", "images", "train2017")
+    out = tmp_path / "y8.onnx"
+    assert main(["export", yolo, "-o", str(out), "--int8", "--calib", str(coco)]) == 0
+    text = capsys.readouterr().out
+    assert "16 images from --calib (held out)" in text and "PASS" in text and "32 calibration images" in text
+
+
+def test_val_reports_coco_map_of_source_and_result(tmp_path, yolo):
+    from edgerun.export.val import label_path
+
+    coco = shared_file("datasets", "coco128")
+    assert label_path(str(coco / "images" / "train2017" / "a.jpg")) == str(coco / "labels" / "train2017" / "a.txt")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for name in sorted(os.listdir(coco / "images" / "train2017"))[:8]:
+        stem = os.path.splitext(name)[0]
+        os.symlink(coco / "images" / "train2017" / name, tmp_path / "images" / name)
+        if (coco / "labels" / "train2017" / f"{stem}.txt").exists():
+            os.symlink(coco / "labels" / "train2017" / f"{stem}.txt", tmp_path / "labels" / f"{stem}.txt")
+    r = finish_onnx(yolo, str(tmp_path / "y16.onnx"), precision="fp16", verify_images=str(tmp_path / "images"),
+                    val=str(tmp_path))
+    v = r["val"]
+    assert v["images"]["count"] == 8 and v["images"]["boxes"] > 20 and "mAP50-95" in r["table"]
+    assert 0.2 < v["source"]["map50_95"] < v["source"]["map50"] <= 1.0
+    assert abs(v["result"]["map50_95"] - v["source"]["map50_95"]) < 0.01  # fp16 keeps accuracy
+
+
+def test_val_without_an_evaluator_names_the_install(monkeypatch, tmp_path):
+    from edgerun.export import val
+
+    for mod in ("faster_coco_eval", "pycocotools", "pycocotools.coco", "pycocotools.cocoeval"):
+        monkeypatch.setitem(sys.modules, mod, None)
+    with pytest.raises(ExportError, match="pip install faster-coco-eval"):
+        val.coco_map({"m": DEMO_ONNX}, str(tmp_path))

@@ -186,3 +186,52 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
     (tmp_path / "secret.bin").write_bytes(b"\0" * 12)
     with pytest.raises(ModelError, match="outside the model's folder"):
         Detector.from_path(str(p))
+
+
+
+def _dynamic_replay(raw: np.ndarray, path) -> str:
+    """An ONNX graph with dynamic H/W input and fully symbolic output dims (batch, rows, anchors) that
+    returns ``raw`` (a real model's output) for any input: ORT cannot infer any output dim of it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])
+    y = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", "rows", "anchors"])
+    inits = [numpy_helper.from_array(raw, "raw"), numpy_helper.from_array(np.zeros(3, np.int64), "zero"),
+             numpy_helper.from_array(np.array(raw.shape, np.int64), "full")]
+    nodes = [helper.make_node("Shape", ["images"], ["s"], start=1), helper.make_node("Mul", ["s", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "full"], ["ends"]), helper.make_node("Slice", ["raw", "zero", "ends"],
+                                                                                ["output0"])]
+    g = helper.make_graph(nodes, "replay", [x], [y], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_symbolic_output_dims_load_and_decode_the_same(tmp_path, v8, bus_bgr):
+    """Dynamic-H/W exports may leave every output axis symbolic (None, None, None): the load-time check
+    accepts that, decode checks the real shape on each run, and the boxes are those of the real model."""
+    tensor, _ = v8.preprocess(bus_bgr)
+    path = _dynamic_replay(v8.infer(tensor)[0].copy(), tmp_path / "replay.onnx")
+    det = Detector.from_path(path, num_classes=80, input_size=(640, 640), rect=False)
+    assert det.session.outputs[0].shape == (None, None, None) and det.spec.dynamic_hw
+    a, b = v8.detect(bus_bgr), det.detect(bus_bgr)
+    assert len(a) >= 4
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    wrong = Detector.from_path(path, num_classes=90, input_size=(640, 640), rect=False)
+    with pytest.raises(EdgerunError, match="num_classes: expected <= 80"):
+        wrong.detect(bus_bgr)
+
+
+def test_spec_from_rows_when_anchors_are_symbolic():
+    from edgerun.runtime.session import TensorInfo
+    from edgerun.runtime.spec import resolve_spec
+
+    inp = [TensorInfo("images", (None, 3, None, None), np.float32)]
+    det = resolve_spec({}, inp, [TensorInfo("output0", (None, 6, None), np.float32)])
+    assert (det.head, det.num_classes, det.dynamic_hw, det.task) == ("yolov8", 2, True, "detect")
+    pose = resolve_spec({"kpt_shape": "[17, 3]", "task": "pose"}, inp, [TensorInfo("o", (None, 56, None), np.float32)])
+    assert (pose.task, pose.num_classes) == ("pose", 1)
+    seg = resolve_spec({}, inp, [TensorInfo("o", (None, 116, None), np.float32),
+                                 TensorInfo("p", (None, 32, None, None), np.float32)])
+    assert (seg.task, seg.num_classes) == ("segment", 80)
