@@ -1,6 +1,7 @@
 """The layout promise: one import root (edgerun.*) whose paths mirror the folders."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,16 @@ def test_console_script_is_installed():
     r = subprocess.run([str(Path(sys.executable).parent / "edgerun"), "--help"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "predict" in r.stdout
+
+
+def test_shared_data_is_found_in_one_place():
+    # ../shared (or $EDGERUN_SHARED) is resolved only by tests/helpers.shared_dir and, for the
+    # benchmarks (which never import tests), benchmarks/_shared.shared_dir.
+    owners = {ROOT / "tests" / "helpers.py", ROOT / "benchmarks" / "_shared.py"}
+    spelled = re.compile(r"""/ *["']shared["']|["'](\.\./)*shared["'] *\)""")  # Path / "shared", join(.., "shared")
+    offenders = [f"{f.relative_to(ROOT)}:{i}" for d in ("tests", "benchmarks") for f in sorted((ROOT / d).rglob("*.py"))
+                 if f not in owners and f != Path(__file__) for i, line in enumerate(f.read_text().splitlines(), 1)
+                 if spelled.search(line) or "EDGERUN_SHARED\"" in line and "environ" in line]
+    assert offenders == [], "resolve ../shared through tests/helpers.shared_dir or benchmarks/_shared"
+    for owner in owners:
+        assert "EDGERUN_SHARED" in owner.read_text()

@@ -2,10 +2,11 @@
 import os
 
 import pytest
+from helpers import shared_dir
 
 from edgerun.export.ultra import export_checkpoint, is_ultralytics_checkpoint
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")
+SHARED = str(shared_dir())
 FALL = os.path.join(SHARED, "torch", "yolov8s_fall_best.pt")
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "runtime", "data", "demo.onnx")
 
