@@ -94,6 +94,15 @@ def _runtime_distributions() -> list:
             except md.PackageNotFoundError:
                 continue
             todo.append(req.name)
+    # Another distribution may own files of the same import package (ultralytics pulls opencv-python
+    # beside opencv-python-headless: the cv2/ on disk is the last one installed, with its own .libs).
+    tops = {f.parts[0] for d in out for f in d.files or [] if len(f.parts) > 1 and f.parts[0] != ".."}
+    tops = {t for t in tops if not t.endswith((".dist-info", ".libs")) and t != "__pycache__"}
+    names = {d.metadata["Name"] for d in out}
+    for d in md.distributions():
+        if d.metadata["Name"] not in names and any(len(f.parts) > 1 and f.parts[0] in tops for f in d.files or []):
+            names.add(d.metadata["Name"])
+            out.append(d)
     return out
 
 
@@ -121,6 +130,8 @@ def world_readable_install(dest: Path) -> Path:
             if base not in src.parents or "__pycache__" in src.parts or not src.is_file():
                 continue  # console scripts (../../bin) and byte code stay behind
             dst = site / src.relative_to(base)
+            if dst.exists():  # a file two distributions list (cv2/ of both OpenCV wheels): the same file
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(str(src), str(dst))
     for d in [dest, *(p for p in dest.rglob("*") if p.is_dir())]:
