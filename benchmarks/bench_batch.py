@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 COCO = SHARED / "datasets" / "coco128" / "images" / "train2017"
 
 

@@ -20,7 +20,7 @@ from edgerun.runtime.bench import machine_record, summarize
 from edgerun.runtime.tasks.face import FaceDetector
 from edgerun.runtime.session import cpu_budget
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 MODEL = os.path.join(SHARED, "models", "face_detection_yunet_2023mar.onnx")
 
 

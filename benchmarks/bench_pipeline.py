@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 DEMO = ROOT / "runtime" / "data" / "demo.onnx"
 
 

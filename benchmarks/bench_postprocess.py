@@ -21,7 +21,7 @@ from edgerun.kernels._jit import jit
 from edgerun.kernels.decode import _NO_TABLE, _class_max_rows
 from edgerun.runtime.bench import interleaved, machine_record
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 
 
 # ------------------------------------------------------------------------------ pipelines

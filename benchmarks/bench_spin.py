@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 MODELS = ("yolov8n_640_fp32dq.onnx", "yolov8n_320_int8dyn.onnx")
 BLOCKS = (("bare", True), ("bare", False), ("detect", True), ("detect", False))
 

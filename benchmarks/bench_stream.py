@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 MODELS = {"320": "yolov8n_320_int8dyn.onnx", "640": "yolov8n_640_fp32dq.onnx"}
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REL))
 from badimages import add_special_files, make_corpus  # noqa: E402
 from reliability_util import json_records, run_child, run_cli, run_pytest_child  # noqa: E402
 
-SHARED = Path(os.environ.get("EDGERUN_SHARED", ROOT.parent / "shared"))
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 MODEL = SHARED / "models" / "yolov8n_320_int8dyn.onnx"
 PHOTOS = ("bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg")
 

@@ -21,7 +21,7 @@ import numpy as np
 from edgerun.runtime.bench import open_fds, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGERUN_SHARED", ROOT.parent / "shared"))
+from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
 
 
 def video_frames(n: int = 48, path: Path = SHARED / "video" / "vtest.avi") -> list[np.ndarray]:

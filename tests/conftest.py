@@ -1,13 +1,10 @@
 """Shared fixtures: the real models and photos in ../shared (skipped with a reason when absent)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from helpers import ROOT, shared_dir  # noqa: F401 - ROOT re-exported for tests
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGERUN_SHARED", ROOT.parent / "shared"))
+SHARED = shared_dir()
 MODELS = SHARED / "models"
 IMAGES = SHARED / "images"
 VIDEO = SHARED / "video" / "vtest.avi"

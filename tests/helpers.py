@@ -1,7 +1,21 @@
-"""Test helpers: box matching and an independent plain numpy+OpenCV reference detector."""
+"""Test helpers: where ../shared is, box matching, an independent plain numpy+OpenCV reference
+detector, and the kernels compiled so far."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """The real models/photos/video: ``$EDGERUN_SHARED`` if set, else ``../shared`` beside the
+    project. The one place tests and their child processes resolve it (benchmarks have their own
+    copy of this rule in ``benchmarks/_shared.py``: benchmarks never import tests)."""
+    env = os.environ.get("EDGERUN_SHARED")
+    return Path(env) if env else ROOT.parent / "shared"
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -71,3 +85,26 @@ def reference_detect(session, image_bgr, size, score_threshold=0.25, iou_thresho
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
     return xyxy.astype(np.float32), conf[idx].astype(np.float32), cls[idx].astype(np.int64)
+
+
+def kernels() -> dict:
+    """Every edgerun kernel object (``edgerun.kernels._jit._Kernel``) by ``"module.name"``."""
+    import importlib
+    import pkgutil
+
+    import edgerun.kernels as package
+    from edgerun.kernels._jit import _Kernel
+
+    out = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"edgerun.kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, _Kernel) and obj.__module__ == module.__name__:
+                out[f"{info.name}.{name}"] = obj
+    return out
+
+
+def kernel_signatures() -> dict[str, set[str]]:
+    """Every edgerun kernel (``"module.name"``) with the signatures compiled or loaded from the cache
+    so far in this process (an empty set for a kernel not called yet)."""
+    return {name: {str(s) for s in k.signatures} for name, k in kernels().items()}

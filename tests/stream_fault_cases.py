@@ -25,20 +25,21 @@ def _first(events: list[dict], kind: str) -> float | None:
     return next((e["time"] for e in events if e["kind"] == kind), None)
 
 
-def stall(model, *, read_timeout: float = 3.0, silent: float | None = None) -> dict:
+def stall(model, *, read_timeout: float = 3.0, silent: float | None = None, stall_timeout: float = 3.0) -> dict:
     """The camera sends 10 frames then keeps the connection open, silent for ``silent`` s (default:
-    past the read timeout), then closes it: time from its last frame to the stall event, and to the
-    disconnect. With ``read_timeout`` > ``silent`` the read is still blocked when the stall is due:
-    only the runner's watchdog can report it."""
+    past the read timeout), then closes it: time from its last frame to the stall event (the runner's
+    ``stall_timeout``), and to the disconnect. With ``read_timeout`` > ``silent`` the read is still
+    blocked when the stall is due: only the runner's watchdog can report it."""
     silent = read_timeout + 10 if silent is None else silent
     with MJPEGCamera(frames=10, end="stall", stall=silent, max_connections=1) as cam:
         src = VideoSource(cam.url, read_timeout=read_timeout, max_reconnects=0)
-        runner = StreamRunner(model, mode="latest").start(src)
+        runner = StreamRunner(model, mode="latest", stall_timeout=stall_timeout).start(src)
         results = list(runner.results(timeout=read_timeout + silent + 20))
         last = cam.last_frame_at
     ev = list(runner.events)
     t, t_disc = _first(ev, "stall"), _first(ev, "disconnected")
-    return {"read_timeout_s": read_timeout, "silent_s": silent, "read": runner.stats()["read"],
+    return {"read_timeout_s": read_timeout, "silent_s": silent, "stall_timeout_s": stall_timeout,
+            "read": runner.stats()["read"],
             "results": len(results), "kinds": [e["kind"] for e in ev],
             "stalls": sum(e["kind"] == "stall" for e in ev),
             "detected_after_s": None if t is None else round(t - last, 3),

@@ -1,8 +1,11 @@
 """The layout promise: one import root (edgerun.*) whose paths mirror the folders."""
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,38 @@ def _modules() -> list[str]:
             parts = [p for p in rel.parts if p != "__init__"]
             mods.append(".".join([pkg, *parts]))
     return mods
+
+
+def _source_files() -> set[str]:
+    """Every file of the three package folders, as its path inside the wheel (edgerun/runtime/...)."""
+    out = set()
+    for folder, pkg in PACKAGES.items():
+        for f in (ROOT / folder).rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                out.add("/".join([*pkg.split("."), *f.relative_to(ROOT / folder).parts]))
+    return out
+
+
+def test_wheel_holds_every_module_and_data_file(tmp_path):
+    # An unlisted sub-package imports fine from an editable install and is silently missing from the
+    # wheel: build the wheel (from a copy, so the tree gets no build/ or egg-info) and compare.
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in PACKAGES:
+        shutil.copytree(ROOT / folder, src / folder, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-q", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("edgerun-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    packaged = {n for n in names if n.startswith("edgerun/")}
+    expected = _source_files()
+    assert len(expected) > 20 and "edgerun/runtime/data/demo.onnx" in expected
+    assert sorted(expected - packaged) == [], "files missing from the wheel (a package or its data not listed)"
+    assert sorted(packaged - expected) == [], "files in the wheel that are not in the source tree"
+    assert not [n for n in names if n.split("/")[0] in PACKAGES], "a bare top-level package in the wheel"
 
 
 def test_every_module_on_disk_imports_as_edgerun():
@@ -60,3 +95,16 @@ def test_console_script_is_installed():
     r = subprocess.run([str(Path(sys.executable).parent / "edgerun"), "--help"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "predict" in r.stdout
+
+
+def test_shared_data_is_found_in_one_place():
+    # ../shared (or $EDGERUN_SHARED) is resolved only by tests/helpers.shared_dir and, for the
+    # benchmarks (which never import tests), benchmarks/_shared.shared_dir.
+    owners = {ROOT / "tests" / "helpers.py", ROOT / "benchmarks" / "_shared.py"}
+    spelled = re.compile(r"""/ *["']shared["']|["'](\.\./)*shared["'] *\)""")  # Path / "shared", join(.., "shared")
+    offenders = [f"{f.relative_to(ROOT)}:{i}" for d in ("tests", "benchmarks") for f in sorted((ROOT / d).rglob("*.py"))
+                 if f not in owners and f != Path(__file__) for i, line in enumerate(f.read_text().splitlines(), 1)
+                 if spelled.search(line) or "EDGERUN_SHARED\"" in line and "environ" in line]
+    assert offenders == [], "resolve ../shared through tests/helpers.shared_dir or benchmarks/_shared"
+    for owner in owners:
+        assert "EDGERUN_SHARED" in owner.read_text()

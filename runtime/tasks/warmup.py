@@ -33,9 +33,10 @@ def warmup() -> int:
         for dtype in (np.float32, np.float16):
             for layout in ("chw", "hwc"):
                 for mode in ("letterbox", "stretch", "center_crop"):
-                    _, geo = letterbox(_frame(fmt), (16, 16), pixel_format=fmt, mode=mode,
-                                       layout=layout, dtype=dtype)
-                    n += 1
+                    for order in ("rgb", "bgr"):  # BGR models (YOLOX) pass other channel tables
+                        _, geo = letterbox(_frame(fmt), (16, 16), pixel_format=fmt, mode=mode,
+                                           layout=layout, dtype=dtype, channel_order=order)
+                        n += 1
     # strided (non-contiguous) BGR views compile their own signature
     letterbox(np.zeros((8, 16, 3), np.uint8)[:, ::2], (16, 16))
     n += 1
@@ -51,6 +52,10 @@ def warmup() -> int:
         nms(boxes, scores, np.zeros(2, np.int32), class_agnostic=agnostic)
         n += 1
     scale_boxes(boxes, geo)
+    from edgerun.kernels.assign import box_iou, linear_assignment  # the stream tracker's kernels
+
+    linear_assignment(1.0 - box_iou(boxes, boxes), 0.8)
+    n += 2
     draw_boxes(np.zeros((16, 16, 3), np.uint8), boxes, np.zeros(2, np.int64), scores)
     from .dispatch import warmup_tasks  # classify / pose / segment / face / semantic kernels
 

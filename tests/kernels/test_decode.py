@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from helpers import shared_dir
 
 from edgerun.kernels import Candidates, EdgerunTypeError, EdgerunValueError, decode, nms, scale_boxes
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = shared_dir()
 
 
 # ---------------------------------------------------------------- naive references

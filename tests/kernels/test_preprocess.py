@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
+from helpers import shared_dir  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from edgerun.kernels import EdgerunTypeError, EdgerunValueError  # noqa: E402
@@ -22,7 +23,7 @@ from edgerun.kernels.preprocess import Geometry, letterbox, plan  # noqa: E402
 
 TOL_U8 = 0 if platform.machine().lower() in ("x86_64", "amd64") else 1
 FLOAT_ATOL = 1e-6
-IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "images")
+IMAGES = str(shared_dir() / "images")
 YUV_CODES = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21,
              "i420": cv2.COLOR_YUV2BGR_I420, "yuyv": cv2.COLOR_YUV2BGR_YUY2}
 

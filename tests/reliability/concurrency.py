@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also when run as a child script
+from helpers import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 PHOTOS = ("bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg")
 
 

@@ -7,6 +7,7 @@ must give a correct result or a TypeError/ValueError, never a crash. Profiles: E
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,10 @@ from edgerun.kernels import decode, draw_boxes, letterbox, nms, scale_boxes
 from edgerun.kernels.preprocess import PIXEL_FORMATS, Geometry, plan
 
 OK = (TypeError, ValueError)
-SHARED = Path(os.environ.get("EDGERUN_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also when run in a child pytest
+from helpers import shared_dir  # noqa: E402
+
+SHARED = shared_dir()
 FUZZ = settings(max_examples=int(os.environ.get("EDGERUN_FUZZ_EXAMPLES", "60")), deadline=None,
                 derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

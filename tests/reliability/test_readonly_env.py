@@ -2,7 +2,9 @@
 permissions): the installed package, HOME, the current directory and every cache candidate are
 read-only; no TTY; LANG=C; model and photos under paths with spaces and non-ASCII names.
 
-The package itself is the current venv + editable source, both root-owned: read-only to that user.
+The package itself is the current venv + editable source, both root-owned: read-only to that user;
+when that user cannot read them (a clone under a 0700 directory), a world-readable copy of the package
+and its runtime dependencies, still root-owned (``reliability_util.world_readable_install``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_file
-from reliability_util import json_records, run_child, run_cli
+from reliability_util import json_records, run_child, run_cli, world_readable_install
 
 WARNING = "no writable cache directory"
 
@@ -37,16 +39,37 @@ def _free_uid() -> int:
     pytest.skip("no free uid in 54321..54420 (each has a passwd entry or a <tmp>/edgerun-<uid>)")
 
 
+_IMPORTS = "import edgerun.runtime, edgerun.kernels, numpy, numba, onnxruntime, cv2"
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["(no output)"])[-1]
+
+
 @pytest.fixture(scope="module")
-def uid() -> int:
-    """An unprivileged uid that can run this interpreter and import edgerun, else a skip saying why."""
+def install():
+    """An unprivileged uid and an install of edgerun it can import but not write: this venv and
+    source tree when that user can read them, else a world-readable copy of the package and its
+    runtime dependencies (a clone under a 0700 ``mktemp -d`` or home) run by the base interpreter;
+    a skip saying why when neither works."""
     uid = _free_uid()
-    probe = run_child([sys.executable, "-c", "import edgerun.runtime"], cwd="/", user=uid, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"an unprivileged user cannot import edgerun from this install (interpreter "
-                    f"{sys.executable} or the source tree lies under a directory it cannot read, e.g. a 0700 "
-                    f"home or mktemp -d): {probe.stderr.strip().splitlines()[-1:]}")
-    return uid
+    probe = run_child([sys.executable, "-c", _IMPORTS], cwd="/", user=uid, timeout=60)
+    if probe.returncode == 0:
+        yield {"uid": uid, "python": sys.executable, "env": {}}
+        return
+    python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    copy = Path(tempfile.mkdtemp(prefix="edgerun-ro-install-"))
+    try:
+        site = world_readable_install(copy)
+        env = {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+        again = run_child([python, "-c", _IMPORTS], env={**os.environ, **env}, cwd="/", user=uid, timeout=60)
+        if again.returncode != 0:
+            pytest.skip(f"an unprivileged user cannot import edgerun from {sys.executable} "
+                        f"({_last_line(probe.stderr)}) nor from a world-readable copy run by {python} "
+                        f"({_last_line(again.stderr)})")
+        yield {"uid": uid, "python": python, "env": env}
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _tree(root: Path) -> dict[str, int]:
@@ -54,7 +77,7 @@ def _tree(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def sandbox(uid):
+def sandbox(install):
     """Root-owned dirs: read-only HOME, cwd and TMPDIR; the photos and model under odd names."""
     root = Path(tempfile.mkdtemp(prefix="edgerun ro é "))
     os.chmod(root, 0o755)
@@ -67,13 +90,15 @@ def sandbox(uid):
     model = models / "yolo v8 ü.onnx"
     shutil.copy(shared_file("models", "yolov8n_320_int8dyn.onnx"), model)
     # the last cache candidate, <tmp>/edgerun-<uid>, is taken in advance, read-only
+    uid = install["uid"]
     tmp_cache = Path(tempfile.gettempdir()) / f"edgerun-{uid}"
     tmp_cache.mkdir()  # _free_uid checked it did not exist
     for d in (root, home, cwd, tmp, photos, models, tmp_cache):
         os.chmod(d, 0o555)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGERUN_", "XDG_", "LC_", "PYTHON"))}
-    env.update(HOME=str(home), TMPDIR=str(tmp), LANG="C", LC_ALL="C", TERM="dumb")
-    yield {"root": root, "cwd": cwd, "photos": photos, "model": model, "env": env, "tmp_cache": tmp_cache, "uid": uid}
+    env.update(HOME=str(home), TMPDIR=str(tmp), LANG="C", LC_ALL="C", TERM="dumb", **install["env"])
+    yield {"root": root, "cwd": cwd, "photos": photos, "model": model, "env": env, "tmp_cache": tmp_cache, "uid": uid,
+           "python": install["python"]}
     for d in (root, home, cwd, tmp, photos, models, tmp_cache):
         os.chmod(d, 0o755)
     shutil.rmtree(root, ignore_errors=True)
@@ -83,7 +108,7 @@ def sandbox(uid):
 def test_predict_with_everything_read_only(sandbox):
     before = _tree(sandbox["root"])
     res = run_cli(["predict", str(sandbox["model"]), str(sandbox["photos"]), "--json"], env=sandbox["env"],
-                  cwd=str(sandbox["cwd"]), user=sandbox["uid"], timeout=300)
+                  cwd=str(sandbox["cwd"]), user=sandbox["uid"], timeout=300, python=sandbox["python"])
     assert res.returncode == 0, res.describe()
     assert "Traceback" not in res.stderr, res.describe()
     assert res.stderr.count(WARNING) == 1, res.stderr  # said once, not per kernel
@@ -104,7 +129,7 @@ def test_cache_falls_back_to_tmp_and_says_so_once(sandbox):
     os.chmod(writable_tmp, 0o777)
     try:
         env["TMPDIR"] = str(writable_tmp)
-        res = run_child([sys.executable, "-c", _PROBE], env=env, cwd=str(sandbox["cwd"]), user=sandbox["uid"], timeout=60)
+        res = run_child([sandbox["python"], "-c", _PROBE], env=env, cwd=str(sandbox["cwd"]), user=sandbox["uid"], timeout=60)
         assert res.returncode == 0, res.describe()
         lines = res.stdout.splitlines()
         assert lines[0] == lines[1] and lines[0].startswith(str(writable_tmp / f"edgerun-{sandbox['uid']}")), lines

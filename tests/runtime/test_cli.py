@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,6 +95,27 @@ def test_info_reports_guessed_fields(capsys):
     assert rep["inputs"][0]["shape"] == [1, 3, 416, 416]
 
 
-def test_warmup_compiles_every_kernel(capsys):
-    assert main(["warmup"]) == 0
-    assert "kernel signatures ready" in capsys.readouterr().out
+@pytest.mark.slow
+def test_warmup_compiles_every_kernel(tmp_path):
+    # `edgerun warmup` in a child with an empty kernel cache, then a second child runs every task,
+    # several detection heads, camera formats and the tracker on that cache (tests/kernel_usage.py):
+    # every kernel signature the runtime uses must load from the cache warmup wrote (no cache miss).
+    from kernel_usage import DETECT_MODELS, TASK_MODELS
+
+    for name in DETECT_MODELS + [m for m, _ in TASK_MODELS]:
+        shared_file("models", name)
+    env = {**os.environ, "EDGERUN_CACHE_DIR": str(tmp_path)}
+    warm = subprocess.run([sys.executable, "-m", "edgerun.runtime.cli", "warmup"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert warm.returncode == 0 and "kernel signatures ready" in warm.stdout, warm.stderr[-3000:]
+    written = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}  # <module>.<function>-<line>.py311.nbi
+    use = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "kernel_usage.py"), "cache"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert use.returncode == 0, use.stderr[-3000:]
+    rep = json.loads(use.stdout)
+    assert rep["cache_dir"].startswith(str(tmp_path))
+    used = rep["kernels"]
+    assert len(used) >= 15 and {"assign._hungarian_kernel", "topk._softmax_kernel"} <= set(used)
+    assert set(used) <= written, "kernels the runtime used that warmup left out of the cache"
+    assert not {k: v["misses"] for k, v in used.items() if v["misses"]}, "signatures warmup did not cache"
+    assert all(v["hits"] for v in used.values())

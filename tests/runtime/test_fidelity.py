@@ -11,9 +11,15 @@ px, IoU still > 0.95), so every matched corner must also be within COORD_TOL sou
 Both run the same ONNX file in ONNX Runtime: measured max |difference| 0.0005 px over the refs below
 (float32 map-back); a pad off by one tensor px or a single gain instead of Ultralytics 8.4's per-axis
 gains is >= 0.4 px on the non-square images of ../shared/images-odd (ultralytics_detect_odd.json).
+
+The refs' video frames are what opencv-python(-headless) 5.1.0.95's FFmpeg decodes from vtest.avi
+(MS-MPEG4v3); 4.8.0.76's decoder (the oldest lane) gives other pixels from frame 80 on, so a video
+frame whose decoded SHA-256 differs from REF_FRAME_SHA256 is left out (and counted in the printout):
+what the test compares is the pipeline on the same pixels, and the photos are compared on every lane.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import cv2
@@ -27,6 +33,18 @@ from edgerun.runtime.tasks.detector import Detector
 MODELS = ["yolov8n_640_fp32dq", "yolov8n_640_int8dyn", "yolov8n_320_int8dyn"]
 CONF, IOU_MIN, CONF_TOL, COORD_TOL = 0.25, 0.95, 0.01, 0.05
 REF_FILES = ("ultralytics_detect.json", "ultralytics_detect_odd.json")
+# SHA-256 (first 16 hex) of the frames the refs were predicted on, decoded by OpenCV 5.1.0.95.
+REF_FRAME_SHA256 = {
+    "video/vtest.avi#0": "6327fa3c189bd3af", "video/vtest.avi#80": "cc57d837da6c30cc",
+    "video/vtest.avi#160": "f740649253396ec0", "video/vtest.avi#240": "945c373af5890bd8",
+    "video/vtest.avi#320": "12970a69bc3f9e20", "video/vtest.avi#400": "d3660cc2a6998157",
+    "video/vtest.avi#480": "2cd87a712776ab8d", "video/vtest.avi#560": "ee100a76c0f036fb",
+    "video/vtest.avi#640": "17af6e2c8dcdfa98", "video/vtest.avi#720": "5b60c609af56d8de",
+}
+
+
+def _sha(img: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:16]
 
 
 def _refs():
@@ -54,8 +72,9 @@ def _frames(keys):
         for i in range(max(frames) + 1):
             ok, img = cap.read()
             assert ok, f"cannot read frame {i} of {f}"
-            if i in frames:
-                out[f"{f}#{i}"] = img
+            key = f"{f}#{i}"
+            if i in frames and _sha(img) == REF_FRAME_SHA256.get(key):  # else: other pixels than the refs'
+                out[key] = img
         cap.release()
     return out
 
@@ -76,7 +95,11 @@ def test_detector_reproduces_ultralytics_predictions(model, frames):
                              iou_threshold=0.7, max_detections=300)
     total = matched = 0
     worst_iou, worst_dconf, worst_dxy, borderline = 1.0, 0.0, 0.0, []
+    other_pixels = [k for k in refs if k not in frames]
+    assert all("#" in k for k in other_pixels), other_pixels  # only video frames may decode differently
     for key, boxes in refs.items():
+        if key in other_pixels:
+            continue
         ref = np.asarray(boxes, np.float64).reshape(-1, 6)
         d = det.detect(frames[key])
         pairs, up, ur = match(d.xyxy, d.confidence, d.class_id, ref[:, :4], ref[:, 4], ref[:, 5], IOU_MIN)
@@ -94,7 +117,8 @@ def test_detector_reproduces_ultralytics_predictions(model, frames):
         total += len(ref)
         matched += len(pairs)
     print(f"{model}: {matched}/{total} matched, worst IoU {worst_iou:.4f}, worst |dconf| "
-          f"{worst_dconf:.4f}, worst corner {worst_dxy:.4f} px, borderline {borderline}")
+          f"{worst_dconf:.4f}, worst corner {worst_dxy:.4f} px, borderline {borderline}, "
+          f"{len(other_pixels)} video frames left out (this OpenCV decodes them differently)")
     assert worst_dconf <= CONF_TOL
     f1 = 2 * matched / (2 * matched + len(borderline))
     assert f1 >= 0.99, f"F1 {f1:.3f}"

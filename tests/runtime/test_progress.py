@@ -1,5 +1,6 @@
 """Progress: plain full lines when piped (never a carriage return), a tqdm bar on a TTY, nothing when off."""
 import io
+import time
 
 from edgerun.runtime.progress import Progress
 
@@ -36,6 +37,7 @@ def test_disabled_progress_prints_nothing_even_on_a_tty():
 def test_tty_progress_draws_a_tqdm_bar():
     out = _Tty()
     with Progress("frames", total=4, unit="frame", stream=out) as p:
-        for _ in range(4):
-            p.update(1)
+        p.update(3)
+        time.sleep(0.25)  # past the bar's 0.2 s redraw interval: tqdm 4.66.0 redraws only then (and
+        p.update(1)       # clears without a last redraw on close; newer tqdm redraws at close too)
     assert "frames" in out.getvalue() and "4/4" in out.getvalue()

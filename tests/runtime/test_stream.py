@@ -122,11 +122,28 @@ def test_options_are_validated(model):
     assert choose_split(2, "every_frame") == (2, 1) and choose_split(2, "latest") == (1, 2)
 
 
-def test_calibrated_split(model):
-    from edgerun.runtime.streaming.split import calibrate_split
-    assert calibrate_split(model, 2, seconds=0.05, rounds=1) in ((2, 1), (1, 2))
+@pytest.mark.parametrize("faster", ["many", "one"])
+def test_calibrated_split(model, faster, monkeypatch):
+    # Which split wins depends on the machine, so each candidate's measured rate is replaced by a
+    # fixed one (its sessions still run the feed): calibrate_split must time 1 session x 2 threads
+    # against 2 sessions x 1 thread, real sessions of the model, and pick the faster; a runner with
+    # workers="calibrate" must then use that split.
+    from edgerun.runtime.streaming import split
+
+    timed = []
+
+    def fixed_rate(sessions, feed, seconds):
+        assert all(s.path == model.session.path and len(s.run(feed)) for s in sessions)
+        timed.append(sorted(s.threads for s in sessions))
+        return 10.0 if (len(sessions) > 1) == (faster == "many") else 5.0
+
+    monkeypatch.setattr(split, "_rate", fixed_rate)
+    monkeypatch.setenv("EDGERUN_THREADS", "2")
+    expected = (2, 1) if faster == "many" else (1, 2)
+    assert split.calibrate_split(model, 2, seconds=0.05, rounds=1) == expected
+    assert timed == [[2], [1, 1]]
     runner = StreamRunner(model, workers="calibrate")
-    assert runner.workers * runner.threads >= 2
+    assert (runner.workers, runner.threads) == expected
 
 
 def test_real_model_on_vtest_equals_sequential():
