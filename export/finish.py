@@ -17,10 +17,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import quant
-from .torch_export import ExportError, _spec_diff
+from .torch_export import ExportError, spec_diff
 from .verify import Agreement, compare_detectors, default_scenes, format_table, image_files
 
-__all__ = ["finish_onnx", "ExportError", "MIN_F1"]
+__all__ = ["finish_onnx", "ExportError", "MIN_F1", "verify_set"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_F1 = {"fp32": 0.99, "fp16": 0.99, "int8": 0.9}
@@ -47,7 +47,7 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     if precision not in PRECISIONS:
         raise ExportError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
     calib_files = _calib_files(precision, calib, calib_max)
-    images = _verify_set(verify_images)
+    images = verify_set(verify_images)
     if imgsz is not None:
         spec_overrides["input_size"] = imgsz
     ref = Detector.from_path(str(src), threads=threads, **spec_overrides)  # checks the file first
@@ -83,7 +83,8 @@ def _calib_files(precision: str, calib: str | None, calib_max: int) -> list[str]
     return files[:max(1, int(calib_max))]
 
 
-def _verify_set(verify_images: str | Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
+def verify_set(verify_images: str | Sequence[str] | None) -> list[tuple[str, np.ndarray]]:
+    """The verification gate's images: (name, BGR) of the given files, else generated scenes."""
     from edgerun.runtime.sources import read_image
 
     if verify_images is None:
@@ -173,7 +174,7 @@ def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1
     from edgerun.runtime.tasks.detector import Detector
 
     new = Detector.from_path(staged, threads=ref.session.threads if threads is None else threads)
-    diff = _spec_diff(ref.spec, new.spec)
+    diff = spec_diff(ref.spec, new.spec)
     agreement: Agreement = compare_detectors(ref, new, images)
     threshold = MIN_F1[precision] if min_f1 is None else float(min_f1)
     problems = [f"metadata does not round-trip: {diff}"] if diff else []

@@ -60,7 +60,7 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
     ``dynamic`` (default True): symbolic H/W so edgerun letterboxes to the minimal stride-aligned
     rectangle, as the checkpoint's own predictor does on non-square images. Raises ``ExportError`` when
     the exported model disagrees with the checkpoint (and leaves no file) unless ``force``."""
-    from .finish import _verify_set, finish_onnx
+    from .finish import verify_set, finish_onnx
 
     if os.path.exists(out) and not force:
         raise ExportError(f"{out} exists; pass --force to replace it")
@@ -79,7 +79,7 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
         staged = os.path.join(tmp, "finished.onnx")
         report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib,
                              verify_images=verify_images, force=True, threads=threads, progress=progress)
-        images = _verify_set(verify_images)
+        images = verify_set(verify_images)
         gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads)
         report.update(checkpoint=os.path.abspath(pt), dynamic=dynamic, export_seconds=round(t_export, 2),
                       checkpoint_gate=gate, path=os.path.abspath(out))

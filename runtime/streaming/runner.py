@@ -24,7 +24,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -32,47 +31,16 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
 from ..session import Session, cpu_budget
-from .pool import FramePool, Reorder, Slot, Stats, ensure
+from . import stages
+from .pool import FramePool, Reorder, Slot, Stats
 from .sources import Source, open_source
 from .split import calibrate_split, choose_split
+from .stages import FrameItem, StreamResult
 
 __all__ = ["StreamRunner", "StreamResult", "stream", "MODES", "choose_split"]
 
 MODES = ("every_frame", "latest")
 _STOP = object()
-
-
-@dataclass
-class StreamResult:
-    """One frame's record. ``age`` is seconds from capture (or ``submit``) to this result."""
-
-    index: int
-    timestamp: float
-    age: float
-    detections: Any = None
-    error: str | None = None
-    dropped: bool = False
-    image: np.ndarray | None = None
-    pixel_format: str = "bgr"
-    source: str = ""
-    t_read: float = field(default=0.0, repr=False)  # time.monotonic() at capture
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.dropped
-
-
-@dataclass
-class _Item:
-    index: int
-    timestamp: float
-    t_read: float
-    frame: np.ndarray | None
-    pixel_format: str
-    slot: Slot | None = None
-    geometry: Any = None
-    error: str | None = None
-    ms: dict = field(default_factory=dict)
 
 
 class StreamRunner:
@@ -116,7 +84,6 @@ class StreamRunner:
         self._stall_reported = False  # for the pending read (the source may report the same stall)
         self.events: collections.deque = collections.deque(maxlen=1000)
         self.source: Source | None = None
-        self._dtype = np.float16 if model.spec.input_dtype == "float16" else np.float32
         self._sessions = self._make_sessions()
         nslots = self.workers + (1 if mode == "latest" else 2)
         self._slots: queue.Queue = queue.Queue()
@@ -124,7 +91,7 @@ class StreamRunner:
             self._slots.put(Slot())
         self._tokens = threading.Semaphore(nslots + (1 if mode == "latest" else queue_size))
         self._q_in: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._mailbox: _Item | None = None
+        self._mailbox: FrameItem | None = None
         self._mail_cv = threading.Condition()
         self._q_inf: queue.Queue = queue.Queue()
         self._q_post: queue.Queue = queue.Queue()
@@ -227,7 +194,7 @@ class StreamRunner:
             index = self._next_index
             self._next_index += 1
         self._stats.count("read")
-        item = _Item(index, ts, t_read, frame, pixel_format)
+        item = FrameItem(index, ts, t_read, frame, pixel_format)
         if self.mode == "every_frame":
             self._pace(t_read)
             if not self._tokens.acquire(timeout=timeout):
@@ -252,7 +219,7 @@ class StreamRunner:
                 self._stop_reading.wait(wait)
             self._last_accept = time.monotonic()
 
-    def _drop(self, item: _Item) -> None:
+    def _drop(self, item: FrameItem) -> None:
         self._stats.count("dropped")
         if item.frame is not None and not self.keep_frames:
             self._pool.put(item.frame)
@@ -321,33 +288,16 @@ class StreamRunner:
         for _ in self._sessions:
             self._q_inf.put(_STOP)
 
-    def _preprocess(self, item: _Item) -> None:
-        t0 = time.perf_counter()
-        try:
-            h, w = item.frame.shape[0], item.frame.shape[1]
-            if item.pixel_format in ("nv12", "nv21", "i420"):
-                h = h * 2 // 3
-            geo = self.model.plan(h, w)
-            shape = (1, 3, geo.dst_h, geo.dst_w) if self.model.spec.layout == "nchw" else (1, geo.dst_h, geo.dst_w, 3)
-            item.slot.tensor = ensure(item.slot.tensor, shape, self._dtype)
-            _, item.geometry = self.model.preprocess(item.frame, item.pixel_format, out=item.slot.tensor)
-        except (EdgerunError, ValueError, TypeError) as exc:
-            item.error = f"preprocess: {exc}"
-        item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
+    def _preprocess(self, item: FrameItem) -> None:
+        stages.preprocess(self.model, item)
         if not self.keep_frames:
             self._pool.put(item.frame)
             item.frame = None
 
     def _infer_loop(self, session: Session) -> None:
-        name = self.model.spec.input_name
         while (item := self._q_inf.get()) is not _STOP:
             if item.error is None and not self._abort.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item.slot.keep(session.run({name: item.slot.tensor}))
-                except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream
-                    item.error = f"inference: {type(exc).__name__}: {exc}"
-                item.ms["inference"] = (time.perf_counter() - t0) * 1e3
+                stages.infer(self.model, session, item)
             self._q_post.put(item)
         self._q_post.put(_STOP)
 
@@ -364,16 +314,8 @@ class StreamRunner:
             self._reorder.put(item.index, self._postprocess(item))
         self._out.put(_STOP)
 
-    def _postprocess(self, item: _Item) -> StreamResult:
-        det = None
-        if item.error is None:
-            t0 = time.perf_counter()
-            try:
-                det = self.model.postprocess(item.slot.outputs, item.geometry)
-                item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
-                det.timings = {k: item.ms.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")}
-            except (EdgerunError, ValueError, TypeError) as exc:
-                item.error = f"postprocess: {exc}"
+    def _postprocess(self, item: FrameItem) -> StreamResult:
+        det = stages.postprocess(self.model, item) if item.error is None else None
         self._slots.put(item.slot)
         src = self.source.name if self.source is not None else ""
         return StreamResult(item.index, item.timestamp, 0.0, det, item.error, image=item.frame,

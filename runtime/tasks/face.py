@@ -8,28 +8,31 @@ float32 source pixels: right eye, left eye, nose tip, right and left mouth corne
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Sequence
-
 import numpy as np
 
-from edgerun.kernels import _check
+from edgerun.kernels import checks
 from edgerun.kernels.boxes import scale_boxes
 from edgerun.kernels.faces import decode_yunet
 from edgerun.kernels.keypoints import scale_points
 from edgerun.kernels.nms import nms
 from edgerun.kernels.preprocess import Geometry
 
-from .detector import Detector
 from ..results import Detections
 from ..session import ModelError, Session
-from ..spec import YUNET_OUTPUTS, ModelSpec, resolve_spec
+from ..spec import YUNET_OUTPUTS, ModelSpec
+from .base import Task
 
 __all__ = ["FaceDetector"]
 
 
-class FaceDetector(Detector):
-    """YuNet face detector. Thread-safe like Detector."""
+class FaceDetector(Task):
+    """YuNet face detector. Thread-safe like Detector.
+
+    ``FaceDetector.from_path(path, score_threshold=0.9, iou_threshold=0.3, max_detections=300,
+    threads=None, spin=False, providers=None, max_candidates=5000, **spec_overrides)``.
+    """
+
+    OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "max_candidates")
 
     def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.9,
                  iou_threshold: float = 0.3, max_detections: int = 300, max_candidates: int = 5000):
@@ -39,26 +42,17 @@ class FaceDetector(Detector):
         if len(names) != 12:
             raise ModelError(f"{session.path}: YuNet has 12 outputs (cls/obj/bbox/kps x 3 strides), got "
                              f"{len(names)}: {names}")
-        self._order = ([names.index(n) for n in YUNET_OUTPUTS] if set(YUNET_OUTPUTS) <= set(names)
-                       else list(range(12)))  # else assume the file's order: cls, obj, bbox, kps
-        self.session, self.spec = session, spec
-        self.score_threshold = _check.finite_float("score_threshold", score_threshold, 0.0, 1.0)
-        self.iou_threshold = _check.finite_float("iou_threshold", iou_threshold, 0.0, 1.0)
-        self.max_detections = _check.positive_int("max_detections", max_detections)
-        self.max_candidates = _check.positive_int("max_candidates", max_candidates)
+        order = ([names.index(n) for n in YUNET_OUTPUTS] if set(YUNET_OUTPUTS) <= set(names)
+                 else list(range(12)))  # else assume the file's order: cls, obj, bbox, kps
+        thresholds = (checks.finite_float("score_threshold", score_threshold, 0.0, 1.0),
+                      checks.finite_float("iou_threshold", iou_threshold, 0.0, 1.0))
+        limits = (checks.positive_int("max_detections", max_detections),
+                  checks.positive_int("max_candidates", max_candidates))
+        super().__init__(session, spec)
+        self._order = order
+        self.score_threshold, self.iou_threshold = thresholds
+        self.max_detections, self.max_candidates = limits
         self.class_agnostic = True
-        self._dtype = np.float32
-        self._local = threading.local()
-
-    @classmethod
-    def from_path(cls, path: str, score_threshold: float = 0.9, iou_threshold: float = 0.3,
-                  max_detections: int = 300, *, threads: int | None = None, spin: bool = False,
-                  providers: Sequence[str] | None = None, **spec_overrides: Any) -> "FaceDetector":
-        """Open a YuNet ONNX file; ``spec_overrides`` replace ModelSpec fields."""
-        session = Session(str(path), threads=threads, spin=spin, providers=providers)
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
-        return cls(session, spec, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                   max_detections=max_detections)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:
