@@ -13,7 +13,8 @@ ultralytics/utils/nms.py, ``non_max_suppression`` and ``TorchNMS`` (Ultralytics 
     boxes offset by ``class * max_wh`` (max_wh = 7680); agnostic = offset 0.
   - ``max_det`` is applied after NMS: ``i = i[:max_det]`` (kept indices are in descending score order).
   - end2end output (last dim 6): keep ``pred[:, 4] > conf_thres``, first ``max_det`` in model order, no NMS.
-  - a wall-clock limit (``time_limit``) may stop NMS early; we have none (STYLE.md).
+  - a wall-clock limit (``time_limit``) may stop NMS early; edgerun has none: the same input always
+    gives the same boxes, however loaded the device.
 torchvision/csrc/ops/cpu/nms_kernel.cpp: areas ``(x2-x1)*(y2-y1)`` (no +1); intersection w, h clamped at
   0; IoU = inter / (area_i + area_j - inter) in the box dtype (float32); suppress j iff IoU > threshold
   (strict); boxes visited in descending score order; suppressed boxes suppress nothing; 0/0 = NaN never
