@@ -9,7 +9,8 @@ Stages: capture (or ``submit``) -> preprocess thread (letterbox into a pooled te
 ``workers`` inference threads (each its own ORT session of ``threads`` threads) -> postprocess
 thread -> reorder (results leave in frame order) -> consumer (iterator or ``on_result`` callback,
 where the optional tracker runs, in order). Queues are bounded; tensor slots, output buffers and
-frame buffers are pooled, so the steady state allocates only the small result arrays.
+frame buffers are pooled, so the steady state allocates only the small result arrays. What each
+stage does to a frame is ``stages.py`` (the task's own stages); which frames enter is ``admission.py``.
 
 Modes: ``every_frame`` (files: nothing dropped, the reader waits for the pipeline) and ``latest``
 (live: a one-frame mailbox, a newer frame replaces an unprocessed one and the replaced frame is
@@ -32,6 +33,7 @@ from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
 from ..session import Session, cpu_budget
 from . import stages
+from .admission import STOP, Admission
 from .pool import FramePool, Reorder, Slot, Stats
 from .sources import Source, open_source
 from .split import calibrate_split, choose_split
@@ -40,7 +42,6 @@ from .stages import FrameItem, StreamResult
 __all__ = ["StreamRunner", "StreamResult", "stream", "MODES", "choose_split"]
 
 MODES = ("every_frame", "latest")
-_STOP = object()
 
 
 class StreamRunner:
@@ -90,9 +91,6 @@ class StreamRunner:
         for _ in range(nslots):
             self._slots.put(Slot())
         self._tokens = threading.Semaphore(nslots + (1 if mode == "latest" else queue_size))
-        self._q_in: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._mailbox: FrameItem | None = None
-        self._mail_cv = threading.Condition()
         self._q_inf: queue.Queue = queue.Queue()
         self._q_post: queue.Queue = queue.Queue()
         self._out: queue.Queue = queue.Queue()
@@ -100,9 +98,8 @@ class StreamRunner:
         self._reorder = Reorder(self._out.put)
         self._lock = threading.Lock()
         self._next_index = 0
-        self._last_accept = -1e9
-        self._input_closed = False
         self._stop_reading = threading.Event()
+        self._admission = Admission(mode, max_fps, queue_size, self._tokens, self._drop, self._stop_reading)
         self._abort = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stats = Stats()
@@ -141,7 +138,7 @@ class StreamRunner:
             self._abort.set()
             self._release_all()
         if self.source is None:
-            self._close_input()
+            self._admission.close()
         if self.on_result is not None or not drain:
             self.join(timeout)
 
@@ -176,7 +173,7 @@ class StreamRunner:
         """Queue one raw frame (BGR/RGB/GRAY/NV12/NV21/I420/YUYV uint8, OpenCV shapes); returns its
         index. ``every_frame`` blocks while the pipeline is full (``timeout``: raise TimeoutError);
         ``latest`` never blocks. ``copy=False``: the caller keeps the buffer untouched until its result."""
-        if self._input_closed:
+        if self._admission.closed:
             raise EdgerunError("StreamRunner.submit: the stream is stopped")
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
             raise EdgerunValueError(f"frame: expected a uint8 numpy array, got "
@@ -194,30 +191,8 @@ class StreamRunner:
             index = self._next_index
             self._next_index += 1
         self._stats.count("read")
-        item = FrameItem(index, ts, t_read, frame, pixel_format)
-        if self.mode == "every_frame":
-            self._pace(t_read)
-            if not self._tokens.acquire(timeout=timeout):
-                self._drop(item)
-                raise TimeoutError(f"StreamRunner.submit: pipeline full for {timeout} s")
-            self._q_in.put(item)
-        elif self.max_fps and t_read - self._last_accept < 1.0 / self.max_fps:
-            self._drop(item)
-        else:
-            self._last_accept = t_read
-            with self._mail_cv:
-                old, self._mailbox = self._mailbox, item
-                self._mail_cv.notify()
-            if old is not None:
-                self._drop(old)
+        self._admission.offer(FrameItem(index, ts, t_read, frame, pixel_format), timeout)
         return index
-
-    def _pace(self, t_read: float) -> None:
-        if self.max_fps:
-            wait = self._last_accept + 1.0 / self.max_fps - time.monotonic()
-            if wait > 0:
-                self._stop_reading.wait(wait)
-            self._last_accept = time.monotonic()
 
     def _drop(self, item: FrameItem) -> None:
         self._stats.count("dropped")
@@ -226,24 +201,6 @@ class StreamRunner:
         rec = StreamResult(item.index, item.timestamp, time.monotonic() - item.t_read, dropped=True,
                            pixel_format=item.pixel_format)
         self._reorder.put(item.index, rec)
-
-    def _close_input(self) -> None:
-        with self._mail_cv:
-            if self._input_closed:
-                return
-            self._input_closed = True
-            self._mail_cv.notify_all()
-        if self.mode == "every_frame":
-            self._q_in.put(_STOP)
-
-    def _take_input(self):
-        if self.mode == "every_frame":
-            return self._q_in.get()
-        with self._mail_cv:
-            while self._mailbox is None and not self._input_closed:
-                self._mail_cv.wait()
-            item, self._mailbox = self._mailbox, None
-        return _STOP if item is None else item
 
     def _capture_loop(self) -> None:
         src = self.source
@@ -262,11 +219,11 @@ class StreamRunner:
             self._event({"kind": "error", "detail": f"{type(exc).__name__}: {exc}"})
         finally:
             src.close()
-            self._close_input()
+            self._admission.close()
 
     def _watchdog_loop(self) -> None:
         """Report a live source that delivers nothing for ``stall_timeout`` s, once per stall."""
-        while not (self._stop_reading.wait(0.1) or self._input_closed):
+        while not (self._stop_reading.wait(0.1) or self._admission.closed):
             since = self._reading_since
             if since is not None and not self._stall_reported and time.monotonic() - since >= self.stall_timeout:
                 self._stall_reported = True
@@ -278,15 +235,15 @@ class StreamRunner:
             if self.mode == "latest":
                 self._tokens.acquire()
             slot = self._slots.get()
-            item = self._take_input()
-            if item is _STOP:
+            item = self._admission.take()
+            if item is STOP:
                 break
             item.slot = slot
             if not self._abort.is_set():
                 self._preprocess(item)
             self._q_inf.put(item)
         for _ in self._sessions:
-            self._q_inf.put(_STOP)
+            self._q_inf.put(STOP)
 
     def _preprocess(self, item: FrameItem) -> None:
         stages.preprocess(self.model, item)
@@ -295,24 +252,24 @@ class StreamRunner:
             item.frame = None
 
     def _infer_loop(self, session: Session) -> None:
-        while (item := self._q_inf.get()) is not _STOP:
+        while (item := self._q_inf.get()) is not STOP:
             if item.error is None and not self._abort.is_set():
                 stages.infer(self.model, session, item)
             self._q_post.put(item)
-        self._q_post.put(_STOP)
+        self._q_post.put(STOP)
 
     def _post_loop(self) -> None:
         stops = 0
         while stops < len(self._sessions):
             item = self._q_post.get()
-            if item is _STOP:
+            if item is STOP:
                 stops += 1
                 continue
             if self._abort.is_set():
                 self._slots.put(item.slot)
                 continue
             self._reorder.put(item.index, self._postprocess(item))
-        self._out.put(_STOP)
+        self._out.put(STOP)
 
     def _postprocess(self, item: FrameItem) -> StreamResult:
         det = stages.postprocess(self.model, item) if item.error is None else None
@@ -326,8 +283,8 @@ class StreamRunner:
         """Results in frame order until the stream ends (``timeout``: max wait per result)."""
         while True:
             rec = self._get(timeout)
-            if rec is _STOP:
-                self._out.put(_STOP)  # later calls end at once too
+            if rec is STOP:
+                self._out.put(STOP)  # later calls end at once too
                 return
             rec = self._finish(rec)
             if rec is not None:
