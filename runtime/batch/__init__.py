@@ -127,7 +127,7 @@ class BatchDetector:
                 frame.error = f"{frame.source}: {exc}"
         rec = frame_record(frame, det, self.names)
         rec["error"] = frame.error or None
-        # frame_record tests `if det`, which is False for zero detections: time those frames too
+        # a row that failed has no timings: null in the Arrow struct column (frame_record gives {})
         rec["speed_ms"] = {k: round(v, 3) for k, v in det.timings.items()} if det is not None else None
         rec["worker"] = self.worker
         return rec
