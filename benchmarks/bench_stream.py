@@ -76,15 +76,15 @@ def split_probe(det, tensor: np.ndarray, budget: int, rounds: int, seconds: floa
     """Inference only, 1 x budget threads vs budget x 1 thread, alternated in ``seconds`` slices
     (short slices keep the comparison fair on a machine whose load drifts)."""
     from edgerun.runtime import Session
-    from edgerun.runtime.streaming.split import _rate
+    from edgerun.runtime.streaming.split import runs_per_second
 
     feed = {det.spec.input_name: tensor}
     one = [Session(det.session.path, threads=budget)]
     many = [Session(det.session.path, threads=1) for _ in range(budget)]
     ratios, a, b = [], [], []
     for _ in range(rounds):
-        a.append(_rate(one, feed, seconds))
-        b.append(_rate(many, feed, seconds))
+        a.append(runs_per_second(one, feed, seconds))
+        b.append(runs_per_second(many, feed, seconds))
         ratios.append(b[-1] / a[-1])
     return {f"1x{budget} runs/s": round(statistics.median(a), 2), f"{budget}x1 runs/s": round(statistics.median(b), 2),
             "ratio median": round(statistics.median(ratios), 3), "ratio min": round(min(ratios), 3),

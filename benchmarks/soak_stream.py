@@ -10,91 +10,17 @@ file descriptors, the pipeline's frame buffer count, and per 1,000-frame window 
 frame age (submit -> result, includes queueing) and of the processing time (pre + inference +
 post). The verdict compares p99 of the last 10k frames with the first 10k after warm-up (goal:
 within 10%) and RSS growth (goal: <= 16 MB). ``--plot`` draws RSS and latency against frames.
+The measuring code is ``edgerun.runtime.bench.soak.stream_soak``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import threading
-import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from edgerun.runtime.bench import machine_record, open_fds, rss_mb
-from edgerun.runtime.demo import make_scene
-from edgerun.runtime.streaming.runner import StreamRunner
+from edgerun.runtime.bench.soak import stream_soak
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _frames(fmt: str, n: int = 16) -> list[np.ndarray]:
-    out = []
-    for seed in range(n):
-        img = make_scene(seed, size=(480, 640))[0]
-        out.append(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420) if fmt == "i420" else img)
-    return out
-
-
-def _pcts(a: np.ndarray) -> dict:
-    return {"p50": round(float(np.percentile(a, 50)), 2), "p99": round(float(np.percentile(a, 99)), 2)}
-
-
-def run(model: str, frames: int, warmup: int, fmt: str) -> dict:
-    """Push ``frames`` frames; return the report (windows included)."""
-    images = _frames(fmt)
-    ages = np.zeros(frames, np.float64)
-    proc = np.zeros(frames, np.float64)
-    done = threading.Event()
-    count = [0]
-
-    def on_result(r) -> None:
-        ages[r.index] = r.age * 1e3
-        t = r.detections.timings if r.detections is not None else {}
-        proc[r.index] = sum(t.values())
-        count[0] += 1
-        if count[0] == frames:
-            done.set()
-
-    run_ = StreamRunner(model, mode="every_frame", on_result=on_result).start()
-    samples, fds0, rss0, t0 = [], None, None, time.perf_counter()
-    for i in range(frames):
-        run_.submit(images[i % len(images)], pixel_format=fmt, timeout=60)
-        if i == warmup:
-            rss0, fds0 = rss_mb(), open_fds()
-        if i >= warmup and i % 1000 == 0:
-            samples.append((i, rss_mb(), open_fds()))
-    done.wait(120)
-    run_.stop(drain=True)
-    wall = time.perf_counter() - t0
-    samples.append((frames, rss_mb(), open_fds()))
-    xs, ys, fds = (np.array(v, float) for v in zip(*samples))
-    slope = float(np.polyfit(xs / 1000, ys, 1)[0]) if len(xs) > 1 else 0.0
-    w = min(10_000, max(1, (frames - warmup) // 5))
-    first = slice(warmup, warmup + w)
-    last = slice(frames - w, frames)
-    windows = [{"end": e, "age": _pcts(ages[e - 1000:e]), "proc": _pcts(proc[e - 1000:e])}
-               for e in range(warmup + 1000, frames + 1, 1000)]
-    p99 = {k: (float(np.percentile(a[first], 99)), float(np.percentile(a[last], 99)))
-           for k, a in (("age", ages), ("proc", proc))}
-    growth = float(ys[-1] - rss0)
-    return {"frames": frames, "results": count[0], "warmup": warmup, "window": w, "format": fmt,
-            "model": os.path.basename(model), "wall_s": round(wall, 1), "fps": round(frames / wall, 1),
-            "rss_after_warmup_mb": round(rss0, 1), "rss_end_mb": round(float(ys[-1]), 1),
-            "rss_max_mb": round(float(ys.max()), 1), "rss_growth_mb": round(growth, 1),
-            "rss_slope_mb_per_1k": round(slope, 4), "fds_after_warmup": fds0,
-            "fds_min": int(fds.min()), "fds_max": int(fds.max()),
-            "frame_buffers": run_.stats()["frame_buffers"],
-            "age_ms_first": _pcts(ages[first]), "age_ms_last": _pcts(ages[last]),
-            "proc_ms_first": _pcts(proc[first]), "proc_ms_last": _pcts(proc[last]),
-            "p99_ratio_last_first": {k: round(b / a, 3) for k, (a, b) in p99.items()},
-            "verdict": {"rss_growth_le_16mb": growth <= 16, "fds_flat": int(fds.min()) == int(fds.max()),
-                        "age_p99_within_10pct": p99["age"][1] <= 1.1 * p99["age"][0],
-                        "proc_p99_within_10pct": p99["proc"][1] <= 1.1 * p99["proc"][0]},
-            "rss_samples": [[int(x), round(float(y), 2)] for x, y in zip(xs, ys)],
-            "windows_1k": windows, "machine": machine_record()}
 
 
 def plot(report: dict, path: str) -> None:
@@ -132,7 +58,7 @@ def main() -> None:
     ap.add_argument("--plot", metavar="PNG", help="draw RSS and latency against frames")
     ap.add_argument("--json", metavar="OUT", help="write the whole report (with windows) here")
     args = ap.parse_args()
-    report = run(args.model, args.frames, args.warmup, args.format)
+    report = stream_soak(args.model, args.frames, args.warmup, args.format)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -1,5 +1,6 @@
 """Stream fault figures: stall detection, reconnection after outages, resolution change, a sink on
-/dev/full and SIGTERM drain, against the loopback MJPEG camera (tests/mjpeg_server.py).
+/dev/full and SIGTERM drain, against the loopback MJPEG camera (``edgerun.runtime.bench.camera``);
+the scenarios are ``edgerun.runtime.bench.faults`` (tests/runtime/test_stream_faults.py asserts on them).
 
     python benchmarks/stream_faults.py [--outages 1,5,15,30] [--repeat 3] [--json OUT]
 
@@ -14,14 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgerun.runtime import open_model
+from edgerun.runtime.bench import faults as sf
+from edgerun.runtime.bench.camera import MJPEGCamera
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import stream_fault_cases as sf  # noqa: E402
-from mjpeg_server import MJPEGCamera  # noqa: E402
-from stream_fixtures import frames, write_video  # noqa: E402
-
-from edgerun.runtime import open_model  # noqa: E402
 
 MODEL = str(ROOT / "runtime" / "data" / "demo.onnx")
 
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         rep["outage"].append({k: v for k, v in sf.outage(model, seconds=sec).items() if k not in strip})
     rep["resolution_change"] = sf.resolution_change(model, corrupt=(2, 7))
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_video(str(Path(tmp) / "in.avi"), frames(300))
+        video = sf.write_video(str(Path(tmp) / "in.avi"), sf.synthetic_frames(300))
         rep["sink_dev_full_json_only"] = {k: v for k, v in sf.sink_full(MODEL, video).items() if k != "stderr"}
         rep["sink_dev_full_json_and_video"] = {
             k: v for k, v in sf.sink_full(MODEL, video, save=str(Path(tmp) / "o.mp4")).items() if k != "stderr"}

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import quant
-from .torch_export import ExportError, _spec_diff
+from .torch_export import ExportError, spec_diff
 from .verify import Agreement, compare_detectors, default_scenes, format_table, image_files
 
 __all__ = ["finish_onnx", "ExportError", "MIN_F1", "split_calibration", "umask_mode"]
@@ -237,7 +237,7 @@ def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1
     from edgerun.runtime.tasks.detector import Detector
 
     new = Detector.from_path(staged, threads=ref.session.threads if threads is None else threads)
-    diff = _spec_diff(ref.spec, new.spec)
+    diff = spec_diff(ref.spec, new.spec)
     agreement: Agreement = compare_detectors(ref, new, images)
     threshold = MIN_F1[precision] if min_f1 is None else float(min_f1)
     problems = [f"metadata does not round-trip: {diff}"] if diff else []

@@ -19,7 +19,7 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError
 from edgerun.runtime.spec import ModelSpec
 
-__all__ = ["export_module", "ExportError"]
+__all__ = ["export_module", "ExportError", "spec_diff"]
 
 _SPEC_CHECK_SKIP = {"output_names", "source", "guessed"}
 
@@ -134,7 +134,7 @@ def _verify(module: Any, out_path: str, spec: ModelSpec, inputs: list[np.ndarray
         problems.append(f"max abs error {max_err:.3g} exceeds atol {atol:g} + rtol {rtol:g} * |torch| "
                         f"({ratio:.3g}x the allowed difference)")
     resolved = resolve_spec(session.metadata, session.inputs, session.outputs)
-    diff_fields = _spec_diff(spec, resolved)
+    diff_fields = spec_diff(spec, resolved)
     if diff_fields:
         problems.append(f"metadata does not round-trip: {diff_fields}")
     return {"max_abs_error": max_err, "max_error_ratio": ratio, "atol": atol, "rtol": rtol,
@@ -149,7 +149,7 @@ def _as_list(out: Any) -> list[np.ndarray]:
     return [o.detach().cpu().numpy() for o in outs]
 
 
-def _spec_diff(want: ModelSpec, got: ModelSpec) -> dict[str, tuple]:
+def spec_diff(want: ModelSpec, got: ModelSpec) -> dict[str, tuple]:
     """Fields that differ between the spec written and the spec the runtime reads back."""
     out = {}
     for f in dataclasses.fields(ModelSpec):

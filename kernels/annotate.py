@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import _check
+from . import checks
 from .draw import class_color
 from .errors import EdgerunValueError
 
@@ -14,7 +14,7 @@ __all__ = ["draw_masks", "draw_keypoints", "draw_landmarks", "draw_label_map", "
 
 
 def _image(image) -> np.ndarray:
-    img = _check.array("image", image, np.uint8, 3)
+    img = checks.array("image", image, np.uint8, 3)
     if img.shape[2] != 3 or not img.flags.writeable:
         raise EdgerunValueError(f"image: expected a writable (H, W, 3) BGR uint8 image, got shape {img.shape}")
     return img
@@ -24,11 +24,11 @@ def draw_masks(image: np.ndarray, masks: np.ndarray, class_id: np.ndarray, *, al
                ) -> np.ndarray:
     """Blend each (H, W) bool mask of ``masks`` (N, H, W) over ``image`` in its class colour."""
     img = _image(image)
-    m = _check.array("masks", masks, np.bool_, 3)
+    m = checks.array("masks", masks, np.bool_, 3)
     if m.shape[1:] != img.shape[:2] or len(class_id) != m.shape[0]:
         raise EdgerunValueError(f"masks: expected (N, {img.shape[0]}, {img.shape[1]}) with N = "
                                 f"len(class_id) = {len(class_id)}, got {m.shape}")
-    a = _check.finite_float("alpha", alpha, 0.0, 1.0)
+    a = checks.finite_float("alpha", alpha, 0.0, 1.0)
     for mask, c in zip(m, class_id):
         ys, xs = np.nonzero(mask)
         if ys.size:
@@ -44,7 +44,7 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, confidence: np.ndar
     import cv2
 
     img = _image(image)
-    kp = _check.array("keypoints", keypoints, np.float32, 3)
+    kp = checks.array("keypoints", keypoints, np.float32, 3)
     conf = np.ones(kp.shape[:2], np.float32) if confidence is None else np.asarray(confidence)
     if conf.shape != kp.shape[:2]:
         raise EdgerunValueError(f"confidence: expected shape {kp.shape[:2]}, got {conf.shape}")
@@ -66,12 +66,12 @@ def draw_label_map(image: np.ndarray, label_map: np.ndarray, *, alpha: float = 0
                    background: int | None = 0) -> np.ndarray:
     """Blend a (H, W) uint8 class map over ``image``; pixels of class ``background`` are left as is."""
     img = _image(image)
-    lm = _check.array("label_map", label_map, np.uint8, 2)
+    lm = checks.array("label_map", label_map, np.uint8, 2)
     if lm.shape != img.shape[:2]:
         raise EdgerunValueError(f"label_map: expected shape {img.shape[:2]}, got {lm.shape}")
     lut = np.array([class_color(c) for c in range(256)], np.float32)
     keep = np.ones(lm.shape, bool) if background is None else lm != background
-    a = _check.finite_float("alpha", alpha, 0.0, 1.0)
+    a = checks.finite_float("alpha", alpha, 0.0, 1.0)
     img[keep] = (img[keep] * (1 - a) + lut[lm[keep]] * a).astype(np.uint8)
     return img
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import jit
 
 __all__ = ["box_iou", "linear_assignment"]
@@ -31,12 +31,12 @@ def _iou_kernel(a, b, out):
 
 def box_iou(a: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), xyxy float32 -> (N, M) float32."""
-    a = _check.array("a", a, np.float32, 2)
-    b = _check.array("b", b, np.float32, 2)
+    a = checks.array("a", a, np.float32, 2)
+    b = checks.array("b", b, np.float32, 2)
     for name, x in (("a", a), ("b", b)):
         if x.shape[1] != 4:
-            raise _check.EdgerunValueError(f"{name}: expected shape (N, 4), got {x.shape}")
-    out = _check.out_buffer("out", out, (a.shape[0], b.shape[0]), np.float32)
+            raise checks.EdgerunValueError(f"{name}: expected shape (N, 4), got {x.shape}")
+    out = checks.out_buffer("out", out, (a.shape[0], b.shape[0]), np.float32)
     return _iou_kernel(a, b, out)
 
 
@@ -97,8 +97,8 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> np.ndarray:
 
     ``cost`` (N, M) float32/float64 (NaN = forbidden). Returns (K, 2) int64 (row, col) pairs sorted
     by row; an empty (0, 2) array when nothing matches."""
-    cost = _check.array("cost", cost, (np.float32, np.float64), 2)
-    threshold = _check.finite_float("threshold", threshold)
+    cost = checks.array("cost", cost, (np.float32, np.float64), 2)
+    threshold = checks.finite_float("threshold", threshold)
     if cost.size == 0:
         return np.zeros((0, 2), np.int64)
     c = np.where(np.isnan(cost) | (cost > threshold), threshold + 1.0, cost).astype(np.float64)

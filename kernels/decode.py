@@ -19,10 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import inner, jit
 from .errors import EdgerunTypeError, EdgerunValueError
-from .nms import _sort_desc
+from .nms import sort_desc
 
 __all__ = ["Candidates", "decode", "HEADS"]
 
@@ -158,7 +158,7 @@ def _finish(bx, sc, cl, ix, cap):
     s = np.empty(k, np.float32)
     for t in range(k):
         s[t] = sc[good[t]]
-    order = _sort_desc(s)
+    order = sort_desc(s)
     m = min(k, cap)
     ob, os_ = np.empty((m, 4), np.float32), np.empty(m, np.float32)
     oc, oi = np.empty(m, np.int32), np.empty(m, np.int32)
@@ -249,7 +249,7 @@ def _decode_e2e(x, table, half, thr, cap):
 # ---------------------------------------------------------------- validation + public API
 def _as_2d(output, head: str) -> np.ndarray:
     want = "(1, 4+C+E, N)" if head == "yolov8" else "(1, N, 6)" if head == "end2end" else "(1, N, 5+C)"
-    x = _check.array("output", output, (np.float32, np.float16))
+    x = checks.array("output", output, (np.float32, np.float16))
     if x.ndim == 3 and x.shape[0] == 1:
         return x[0]
     if x.ndim == 2:
@@ -263,7 +263,7 @@ def _num_classes(num_classes, have: int, head: str, shape) -> int:
         if have < 1:
             raise EdgerunValueError(f"output: head {head!r} needs at least one class score, got shape {shape}")
         return have
-    nc = _check.positive_int("num_classes", num_classes)
+    nc = checks.positive_int("num_classes", num_classes)
     if nc > have:
         raise EdgerunValueError(f"num_classes: expected <= {have} for output shape {shape} (head {head!r}), "
                                 f"got {nc}")
@@ -275,8 +275,8 @@ def _yolox_grid(strides, input_hw, n: int, shape) -> tuple[np.ndarray, int, int]
         raise EdgerunTypeError(f"strides: expected a non-empty tuple of ints, got {strides!r}")
     if not isinstance(input_hw, (tuple, list)) or len(input_hw) != 2:
         raise EdgerunTypeError(f"input_hw: expected (height, width), got {input_hw!r}")
-    st = tuple(_check.positive_int("strides", s) for s in strides)
-    in_h, in_w = (_check.positive_int("input_hw", v) for v in input_hw)
+    st = tuple(checks.positive_int("strides", s) for s in strides)
+    in_h, in_w = (checks.positive_int("input_hw", v) for v in input_hw)
     expected = sum((in_h // s) * (in_w // s) for s in st)
     if expected != n:
         raise EdgerunValueError(f"output: expected {expected} anchors for input_hw={(in_h, in_w)} and strides "
@@ -301,8 +301,8 @@ def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_
     if head not in HEADS:
         raise EdgerunValueError(f"head: expected one of {', '.join(HEADS)}, got {head!r}")
     x = _as_2d(output, head)
-    thr = _check.finite_float("score_threshold", score_threshold, 0.0, 1.0)
-    cap = _check.positive_int("max_candidates", max_candidates)
+    thr = checks.finite_float("score_threshold", score_threshold, 0.0, 1.0)
+    cap = checks.positive_int("max_candidates", max_candidates)
     rows, cols = x.shape
     if head == "yolov8":
         if num_classes is None and rows > cols and rows >= 1024:  # looks like (1, N, 4+C)

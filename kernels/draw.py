@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from . import _check
+from . import checks
 from .errors import EdgerunValueError
 
 __all__ = ["draw_boxes", "class_color"]
@@ -51,7 +51,7 @@ def _draw_one(image: np.ndarray, box, text: str, color, thickness: int) -> None:
 
 
 def _check_image(image) -> np.ndarray:
-    image = _check.array("image", image, np.uint8, 3)
+    image = checks.array("image", image, np.uint8, 3)
     if image.shape[2] != 3:
         raise EdgerunValueError(f"image: expected shape (H, W, 3) BGR, got {image.shape}")
     if not image.flags.writeable or image.strides[1:] != (3, 1):
@@ -67,18 +67,18 @@ def draw_boxes(image: np.ndarray, xyxy: np.ndarray, class_id: np.ndarray, confid
     Boxes are clipped to the image; boxes with non-finite coordinates are skipped. Returns ``image``.
     """
     image = _check_image(image)
-    xyxy = _check.array("xyxy", xyxy, (np.float32, np.float64), 2)
+    xyxy = checks.array("xyxy", xyxy, (np.float32, np.float64), 2)
     n = xyxy.shape[0]
     if xyxy.shape[1] != 4:
         raise EdgerunValueError(f"xyxy: expected shape (N, 4), got {xyxy.shape}")
-    class_id = _check.array("class_id", class_id, (np.int32, np.int64), 1)
+    class_id = checks.array("class_id", class_id, (np.int32, np.int64), 1)
     if class_id.shape[0] != n:
         raise EdgerunValueError(f"class_id: expected shape ({n},) to match xyxy, got {class_id.shape}")
     if confidence is not None:
-        confidence = _check.array("confidence", confidence, (np.float32, np.float64), 1)
+        confidence = checks.array("confidence", confidence, (np.float32, np.float64), 1)
         if confidence.shape[0] != n:
             raise EdgerunValueError(f"confidence: expected shape ({n},) to match xyxy, got {confidence.shape}")
-    thickness = _check.positive_int("thickness", thickness)
+    thickness = checks.positive_int("thickness", thickness)
     if thickness > 32767:  # OpenCV's limit: beyond it cv2 raises its own error
         raise EdgerunValueError(f"thickness: expected at most 32767, got {thickness}")
     finite = np.isfinite(xyxy).all(axis=1)

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import jit
 from .errors import EdgerunValueError
 
@@ -52,7 +52,7 @@ def _yunet_level(cls, obj, bbox, kps, cols, stride, thr, bx, sc, lm, k):
 
 
 def _level(name: str, x, n: int | None, width: int) -> np.ndarray:
-    a = _check.array(name, x, np.float32, (2, 3))
+    a = checks.array(name, x, np.float32, (2, 3))
     a = a[0] if a.ndim == 3 else a
     if a.shape[1] != width or (n is not None and a.shape[0] != n):
         raise EdgerunValueError(f"{name}: expected (1, {n if n is not None else 'N'}, {width}), got {x.shape}")
@@ -64,8 +64,8 @@ def decode_yunet(cls: Sequence[np.ndarray], obj: Sequence[np.ndarray], bbox: Seq
                  score_threshold: float = 0.9, max_candidates: int = 5000) -> FaceCandidates:
     """Decode YuNet's 12 outputs (per stride: cls (1,N,1), obj (1,N,1), bbox (1,N,4), kps (1,N,10))
     into score-sorted candidates in tensor pixels, at most ``max_candidates`` (OpenCV's top_k)."""
-    thr = np.float32(_check.finite_float("score_threshold", score_threshold, 0.0, 1.0))
-    cap = _check.positive_int("max_candidates", max_candidates)
+    thr = np.float32(checks.finite_float("score_threshold", score_threshold, 0.0, 1.0))
+    cap = checks.positive_int("max_candidates", max_candidates)
     if not len(cls) == len(obj) == len(bbox) == len(kps) == len(strides):
         raise EdgerunValueError(f"cls/obj/bbox/kps: expected one array per stride {tuple(strides)}, got "
                                 f"{len(cls)}, {len(obj)}, {len(bbox)}, {len(kps)}")

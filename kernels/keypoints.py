@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import jit
-from .boxes import _clip, _geometry
+from .boxes import clip_coord, geometry_values
 from .errors import EdgerunValueError
 
 __all__ = ["gather_keypoints", "scale_points"]
@@ -27,13 +27,13 @@ def _keypoints_kernel(raw, index, row0, dims, px, py, sx, sy, src_w, src_h, clip
             x = (raw[r, a] - px) / sx
             y = (raw[r + 1, a] - py) / sy
             if clip:
-                x, y = _clip(x, src_w), _clip(y, src_h)
+                x, y = clip_coord(x, src_w), clip_coord(y, src_h)
             xy[i, k, 0], xy[i, k, 1] = x, y
             conf[i, k] = raw[r + 2, a] if dims == 3 else np.float32(1.0)
 
 
 def _as_rows(output) -> np.ndarray:
-    x = _check.array("output", output, (np.float32, np.float16), (2, 3))
+    x = checks.array("output", output, (np.float32, np.float16), (2, 3))
     if x.ndim == 3:
         if x.shape[0] != 1:
             raise EdgerunValueError(f"output: expected batch size 1, got shape {output.shape}")
@@ -50,8 +50,8 @@ def gather_keypoints(output: np.ndarray, index: np.ndarray, geometry, *, first_r
     ``geometry``: the preprocessing geometry (``kernels.preprocess.Geometry``).
     """
     x = _as_rows(output)
-    idx = _check.array("index", index, (np.int32, np.int64), 1)
-    k = _check.positive_int("num_keypoints", num_keypoints)
+    idx = checks.array("index", index, (np.int32, np.int64), 1)
+    k = checks.positive_int("num_keypoints", num_keypoints)
     if dims not in (2, 3):
         raise EdgerunValueError(f"dims: expected 2 (x, y) or 3 (x, y, conf), got {dims}")
     if first_row < 0 or first_row + k * dims > x.shape[0]:
@@ -63,7 +63,7 @@ def gather_keypoints(output: np.ndarray, index: np.ndarray, geometry, *, first_r
     if x.dtype == np.float16:  # only the few kept columns are widened
         x = x[first_row:first_row + k * dims][:, idx].astype(np.float32)
         first_row, idx = 0, np.arange(idx.size, dtype=np.int64)
-    src_h, src_w, sx, sy, px, py = _geometry(geometry)
+    src_h, src_w, sx, sy, px, py = geometry_values(geometry)
     xy = np.empty((idx.size, k, 2), np.float32)
     conf = np.empty((idx.size, k), np.float32)
     f = np.float32
@@ -79,18 +79,18 @@ def _scale_points_kernel(pts, px, py, sx, sy, src_w, src_h, clip, out):
             x = (pts[i, k, 0] - px) / sx
             y = (pts[i, k, 1] - py) / sy
             if clip:
-                x, y = _clip(x, src_w), _clip(y, src_h)
+                x, y = clip_coord(x, src_w), clip_coord(y, src_h)
             out[i, k, 0], out[i, k, 1] = x, y
 
 
 def scale_points(points: np.ndarray, geometry, *, clip: bool = True, out: np.ndarray | None = None
                  ) -> np.ndarray:
     """Tensor-pixel points (N, K, 2) float32 -> source pixels (``scale_boxes`` for points; clipped)."""
-    pts = _check.array("points", points, np.float32, 3)
+    pts = checks.array("points", points, np.float32, 3)
     if pts.shape[2] != 2:
         raise EdgerunValueError(f"points: expected shape (N, K, 2), got {pts.shape}")
-    src_h, src_w, sx, sy, px, py = _geometry(geometry)
-    out = _check.out_buffer("out", out, pts.shape, np.float32)
+    src_h, src_w, sx, sy, px, py = geometry_values(geometry)
+    out = checks.out_buffer("out", out, pts.shape, np.float32)
     f = np.float32
     _scale_points_kernel(pts, f(px), f(py), f(sx), f(sy), f(src_w), f(src_h), bool(clip), out)
     return out

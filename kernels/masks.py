@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from . import _check
+from . import checks as _check  # the shared validators (kernels/checks.py)
 from ._jit import inner, jit
 from .errors import EdgerunValueError
 

@@ -13,7 +13,8 @@ ultralytics/utils/nms.py, ``non_max_suppression`` and ``TorchNMS`` (Ultralytics 
     boxes offset by ``class * max_wh`` (max_wh = 7680); agnostic = offset 0.
   - ``max_det`` is applied after NMS: ``i = i[:max_det]`` (kept indices are in descending score order).
   - end2end output (last dim 6): keep ``pred[:, 4] > conf_thres``, first ``max_det`` in model order, no NMS.
-  - a wall-clock limit (``time_limit``) may stop NMS early; we have none (STYLE.md).
+  - a wall-clock limit (``time_limit``) may stop NMS early; edgerun has none: the same input always
+    gives the same boxes, however loaded the device.
 torchvision/csrc/ops/cpu/nms_kernel.cpp: areas ``(x2-x1)*(y2-y1)`` (no +1); intersection w, h clamped at
   0; IoU = inter / (area_i + area_j - inter) in the box dtype (float32); suppress j iff IoU > threshold
   (strict); boxes visited in descending score order; suppressed boxes suppress nothing; 0/0 = NaN never
@@ -34,19 +35,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import inner, jit
 from .errors import EdgerunValueError
 
-__all__ = ["nms"]
+__all__ = ["nms", "sort_desc"]
 
 _U32 = np.uint32
 _U64 = np.uint64
 
 
 @inner
-def _sort_desc(s):
-    """Positions of ``s`` (float32, no NaN) by descending value; equal values keep ascending position."""
+def sort_desc(s):
+    """Positions of ``s`` (float32, no NaN) by descending value; equal values keep ascending position
+    (an inner kernel, shared with ``decode``'s candidate ordering)."""
     n = s.shape[0]
     tmp = np.empty(n, np.float32)
     for i in range(n):
@@ -87,7 +89,7 @@ def _order_finite(scores):
         s[k] = scores[valid[k]]
     if _is_desc(s):
         return valid[:m]
-    order = _sort_desc(s)
+    order = sort_desc(s)
     out = np.empty(m, np.int64)
     for k in range(m):
         out[k] = valid[order[k]]
@@ -135,7 +137,7 @@ def _nms_kernel(xyxy, scores, cls, n_cls, iou_threshold, max_det):
 
 def _dense_classes(name: str, class_id, n: int) -> tuple[np.ndarray, int]:
     """Class ids as a small dense int range [0, n_cls) the kernel can index with."""
-    class_id = _check.array(name, class_id, (np.int32, np.int64), 1)
+    class_id = checks.array(name, class_id, (np.int32, np.int64), 1)
     if class_id.shape[0] != n:
         raise EdgerunValueError(f"{name}: expected shape ({n},) to match xyxy, got {class_id.shape}")
     if n == 0:
@@ -155,15 +157,15 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray | None = None
     or int64. Box j is suppressed when IoU(kept i, j) > ``iou_threshold`` (torchvision). Class-aware unless
     ``class_agnostic`` or ``class_id`` is None. Stops once ``max_detections`` boxes are kept.
     """
-    xyxy = _check.array("xyxy", xyxy, np.float32, 2)
+    xyxy = checks.array("xyxy", xyxy, np.float32, 2)
     n = xyxy.shape[0]
     if xyxy.shape[1] != 4:
         raise EdgerunValueError(f"xyxy: expected shape (N, 4), got {xyxy.shape}")
-    scores = _check.array("scores", scores, np.float32, 1)
+    scores = checks.array("scores", scores, np.float32, 1)
     if scores.shape[0] != n:
         raise EdgerunValueError(f"scores: expected shape ({n},) to match xyxy, got {scores.shape}")
-    iou = _check.finite_float("iou_threshold", iou_threshold, 0.0, 1.0)
-    max_det = _check.positive_int("max_detections", max_detections)
+    iou = checks.finite_float("iou_threshold", iou_threshold, 0.0, 1.0)
+    max_det = checks.positive_int("max_detections", max_detections)
     if class_id is None or class_agnostic:
         if class_id is not None:
             _dense_classes("class_id", class_id, n)  # still validate it

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _check
+from . import checks
 from .camera import bgr_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
@@ -53,7 +53,7 @@ def _size(size) -> tuple[int, int]:
         size = (size, size)
     if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise EdgerunValueError(f"size: expected an int or (height, width), got {size!r}")
-    return _check.positive_int("size[0]", size[0]), _check.positive_int("size[1]", size[1])
+    return checks.positive_int("size[0]", size[0]), checks.positive_int("size[1]", size[1])
 
 
 def _choice(name: str, value, choices) -> str:
@@ -101,18 +101,18 @@ def plan(src_h: int, src_w: int, size=(640, 640), *, mode: str = "letterbox", st
     ``pad_position="top_left"`` puts the image at the origin (YOLOX, YuNet); stretch ignores aspect;
     center_crop resizes the short side to ``resize_short`` (default ``min(size)``) and crops the centre.
     """
-    sh, sw = _check.positive_int("src_h", src_h), _check.positive_int("src_w", src_w)
+    sh, sw = checks.positive_int("src_h", src_h), checks.positive_int("src_w", src_w)
     h, w = _size(size)
     _choice("mode", mode, _MODES)
     center = _choice("pad_position", pad_position, ("center", "top_left")) == "center"
     if mode == "stretch":
         return Geometry(sh, sw, h, w, w / sw, h / sh, 0.0, 0.0, h, w, 0, 0)
     if mode == "center_crop":
-        short = min(h, w) if resize_short is None else _check.positive_int("resize_short", resize_short)
+        short = min(h, w) if resize_short is None else checks.positive_int("resize_short", resize_short)
         return _plan_crop(sh, sw, h, w, short)
     if resize_short is not None:
         raise EdgerunValueError(f"resize_short: only used with mode='center_crop', got mode={mode!r}")
-    stride = _check.positive_int("stride", stride)
+    stride = checks.positive_int("stride", stride)
     return _plan_letterbox(sh, sw, h, w, mode == "rect", stride, center)
 
 
@@ -191,7 +191,7 @@ def _planes_420(image: np.ndarray, fmt: str):
 
 def _source(image, fmt: str):
     """Validate ``image`` for ``fmt``; return (kernel planes, height, width)."""
-    image = _check.array("image", image, np.uint8)
+    image = checks.array("image", image, np.uint8)
     if image.size == 0:
         raise EdgerunValueError(f"image: empty image, shape {image.shape}")
     if fmt in ("bgr", "rgb"):
@@ -217,16 +217,16 @@ def _source(image, fmt: str):
 
 
 def _norm(scale, mean, std, pad_value) -> tuple:
-    scale = _check.finite_float("scale", scale)
+    scale = checks.finite_float("scale", scale)
     triples = []
     for name, val in (("mean", mean), ("std", std)):
         vals = (val,) * 3 if np.ndim(val) == 0 else tuple(np.ravel(val))
         if len(vals) != 3:
             raise EdgerunValueError(f"{name}: expected a number or 3 values, got {val!r}")
-        triples.append(tuple(_check.finite_float(f"{name}[{i}]", x) for i, x in enumerate(vals)))
+        triples.append(tuple(checks.finite_float(f"{name}[{i}]", x) for i, x in enumerate(vals)))
     if 0.0 in triples[1]:
         raise EdgerunValueError(f"std: expected non-zero values, got {std!r}")
-    return scale, triples[0], triples[1], _check.finite_float("pad_value", pad_value, 0.0, 255.0)
+    return scale, triples[0], triples[1], checks.finite_float("pad_value", pad_value, 0.0, 255.0)
 
 
 def _dtype(dtype) -> np.dtype:
@@ -274,22 +274,33 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
               stride: int = 32, pad_value: float = 114, pad_position: str = "center",
               channel_order: str = "rgb", scale: float = 1 / 255, mean=(0.0, 0.0, 0.0),
               std=(1.0, 1.0, 1.0), layout: str = "chw", dtype=np.float32, out: np.ndarray | None = None,
-              resize_short: int | None = None) -> tuple[np.ndarray, Geometry]:
+              resize_short: int | None = None, geometry: Geometry | None = None
+              ) -> tuple[np.ndarray, Geometry]:
     """Resize (cv2 INTER_LINEAR), pad/crop, convert and normalise ``image`` into a model tensor.
 
     Returns ``(tensor, geometry)``: tensor ``(3, H, W)`` for layout "chw" or ``(H, W, 3)`` for "hwc",
     written into ``out`` when given (no batch dim: pass ``out=batch[i]``). ``mean``/``std`` are in
-    tensor channel order. See ``plan`` for mode/stride/pad_position/resize_short.
+    tensor channel order. See ``plan`` for mode/stride/pad_position/resize_short. ``geometry``: the
+    caller's ``plan`` of this image with these size/mode/stride/pad_position/resize_short (saves
+    planning twice); its source size must be the image's.
     """
     fmt = _choice("pixel_format", pixel_format, PIXEL_FORMATS)
     planes, h, w = _source(image, fmt)
-    geo = plan(h, w, size, mode=mode, stride=stride, pad_position=pad_position, resize_short=resize_short)
+    if geometry is None:
+        geo = plan(h, w, size, mode=mode, stride=stride, pad_position=pad_position, resize_short=resize_short)
+    elif not isinstance(geometry, Geometry):
+        raise EdgerunTypeError(f"geometry: expected a Geometry from plan(), got {type(geometry).__name__}")
+    elif (geometry.src_h, geometry.src_w) != (h, w):
+        raise EdgerunValueError(f"geometry: planned for a {geometry.src_w}x{geometry.src_h} image, "
+                                f"got a {w}x{h} {fmt} image")
+    else:
+        geo = geometry
     swap = _choice("channel_order", channel_order, ("rgb", "bgr")) != ("rgb" if fmt == "rgb" else "bgr")
     chw = _choice("layout", layout, ("chw", "hwc")) == "chw"
     dt = _dtype(dtype)
     scale, mean, std, pad = _norm(scale, mean, std, pad_value)
     shape = (3, geo.dst_h, geo.dst_w) if chw else (geo.dst_h, geo.dst_w, 3)
-    out = _check.out_buffer("out", out, shape, dt)
+    out = checks.out_buffer("out", out, shape, dt)
     # kernels write source channel k to o[k] through table k: reverse the view and the tables
     # when the tensor wants the other channel order
     lut, padv = _tables(scale, mean[::-1] if swap else mean, std[::-1] if swap else std, pad,

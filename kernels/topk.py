@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _check
+from . import checks
 from ._jit import inner, jit
 from .errors import EdgerunValueError
 
@@ -74,7 +74,7 @@ def _argmax_hwc_kernel(x, out):
 
 # ----------------------------------------------------------------------------- wrappers
 def _rows(name: str, x) -> np.ndarray:
-    x = _check.array(name, x, np.float32, (1, 2))
+    x = checks.array(name, x, np.float32, (1, 2))
     x = x.reshape(1, -1) if x.ndim == 1 else x
     if x.shape[1] == 0:
         raise EdgerunValueError(f"{name}: expected at least one class, got shape {x.shape}")
@@ -84,7 +84,7 @@ def _rows(name: str, x) -> np.ndarray:
 def softmax(logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Softmax over the last axis of ``(C,)`` or ``(N, C)`` float32 logits -> float32, same shape."""
     x = _rows("logits", logits)
-    o = _check.out_buffer("out", out, logits.shape, np.float32)
+    o = checks.out_buffer("out", out, logits.shape, np.float32)
     _softmax_kernel(x, o.reshape(x.shape))
     return o
 
@@ -96,7 +96,7 @@ def topk(scores: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     scores in ascending class order; ``k`` is capped at C.
     """
     x = _rows("scores", scores)
-    k = min(_check.positive_int("k", k), x.shape[1])
+    k = min(checks.positive_int("k", k), x.shape[1])
     idx = np.empty((x.shape[0], k), np.int64)
     val = np.empty((x.shape[0], k), np.float32)
     _topk_kernel(x, k, idx, val)
@@ -107,9 +107,9 @@ def topk(scores: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 def argmax_map(scores: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel class of ``(H, W, C)`` float32 scores (C <= 256) -> ``(H, W)`` uint8 label map."""
-    x = _check.array("scores", scores, np.float32, 3)
+    x = checks.array("scores", scores, np.float32, 3)
     if not 1 <= x.shape[2] <= 256:
         raise EdgerunValueError(f"scores: expected 1..256 classes on the last axis, got shape {x.shape}")
-    o = _check.out_buffer("out", out, x.shape[:2], np.uint8)
+    o = checks.out_buffer("out", out, x.shape[:2], np.uint8)
     _argmax_hwc_kernel(x, o)
     return o

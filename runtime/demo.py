@@ -189,7 +189,7 @@ def _cache_root() -> str | None:
 
     The probe order and the environment variable live in ``kernels/_jit.py``; this reuses them.
     """
-    from edgerun.kernels._jit import cache_dir
+    from edgerun.kernels import cache_dir
 
     kernels_dir = cache_dir()
     return os.path.dirname(kernels_dir) if kernels_dir else None

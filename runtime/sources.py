@@ -1,6 +1,13 @@
-"""Reading images and videos for the CLI: files, directories, globs and video files.
+"""Reading images and videos: the one image decoder and the one file-frame reader of edgerun.
 
-Every frame comes out as a ``Frame``; a file that cannot be read comes out as a ``Frame`` with
+- ``decode_image(bytes, name)``: encoded bytes -> BGR, with the pixel limit checked on the header
+  before decoding and OpenCV's reason in the error (``read_image`` = file bytes + ``decode_image``).
+- ``file_frames(path)``: one image file -> one ``Frame``, one video -> every frame in order
+  (``video_frames``, over ``VideoReader``); ``iter_frames(source)`` does that for a file,
+  directory or glob.
+
+``edgerun predict``, ``edgerun batch``, the benchmarks' ``FrameSource`` and the streams'
+``ImageSource`` read through these. A file that cannot be read comes out as a ``Frame`` with
 ``error`` set, so one bad file never stops a run.
 """
 from __future__ import annotations
@@ -16,8 +23,10 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
-__all__ = ["Frame", "ImageError", "read_image", "iter_frames", "IMAGE_EXTS", "VIDEO_EXTS",
-           "max_image_pixels", "declared_size", "decode_image", "DEFAULT_MAX_IMAGE_PIXELS"]
+__all__ = ["Frame", "ImageError", "read_image", "iter_frames", "file_frames", "video_frames",
+           "VideoReader",
+           "expand_source", "is_video", "IMAGE_EXTS", "VIDEO_EXTS", "max_image_pixels", "declared_size",
+           "decode_image", "png_overrun", "video_fps", "DEFAULT_MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm"}
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 100 MP: a 10000x10000 photo; decodes to 300 MB of BGR
@@ -59,11 +68,16 @@ def read_image(path: str, *, max_pixels: int | None = None) -> np.ndarray:
     return decode_image(_read_bytes(path), path, max_pixels=max_pixels)
 
 
-def decode_image(data: np.ndarray, name: str, *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes (uint8 array) to BGR uint8 with ``read_image``'s checks (pixel
-    limit before decoding, PNG overruns); raises ``ImageError`` starting with ``name``."""
+def decode_image(data: np.ndarray | bytes, name: str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes (uint8 array, ``bytes``, ``memoryview``) to BGR uint8 with
+    ``read_image``'s checks (empty data, pixel limit before decoding, PNG overruns); raises
+    ``ImageError`` starting with ``name`` (and OpenCV's reason when OpenCV refused the data)."""
     import cv2
 
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
+        else np.asarray(data, np.uint8).reshape(-1)
+    if data.size == 0:
+        raise ImageError(f"{name}: file is empty")
     limit = max_image_pixels() if max_pixels is None else int(max_pixels)
     size = declared_size(data)
     if size is not None and size[0] * size[1] > limit:
@@ -71,7 +85,7 @@ def decode_image(data: np.ndarray, name: str, *, max_pixels: int | None = None) 
         raise ImageError(f"{name}: image declares {w}x{h} = {w * h / 1e6:.1f} MP, over the limit of "
                          f"{limit / 1e6:g} MP (a decompression bomb?); raise it with "
                          "EDGERUN_MAX_IMAGE_PIXELS or read_image(..., max_pixels=...)")
-    overrun = _png_overrun(data)
+    overrun = png_overrun(data)
     if overrun:
         raise ImageError(f"{name}: corrupt PNG: {overrun}")
     try:
@@ -130,7 +144,7 @@ def _webp_size(b: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _png_overrun(data: np.ndarray) -> str | None:
+def png_overrun(data: np.ndarray) -> str | None:
     """A PNG chunk whose declared length runs past the end of the file (OpenCV would allocate that
     length up front: a 12 KB file can cost 1.4 GB), described; None when every chunk fits."""
     if bytes(data[:8]) != b"\x89PNG\r\n\x1a\n":
@@ -184,6 +198,11 @@ def expand_source(source: str) -> list[str]:
     return [source]
 
 
+def is_video(path: str) -> bool:
+    """True for a video file name (by extension, ``VIDEO_EXTS``)."""
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTS
+
+
 def iter_frames(source: str, *, max_pixels: int | None = None) -> Iterator[Frame]:
     """Every frame of every file in ``source``; bad files yield a Frame with ``error``.
     ``max_pixels``: see ``read_image``."""
@@ -191,37 +210,69 @@ def iter_frames(source: str, *, max_pixels: int | None = None) -> Iterator[Frame
     if not files:
         raise ImageError(f"no images or videos found in {source}")
     for path in files:
-        if os.path.splitext(path)[1].lower() in VIDEO_EXTS:
-            yield from _video_frames(path)
-            continue
-        try:
-            yield Frame(path, 0, read_image(path, max_pixels=max_pixels))
-        except ImageError as exc:
-            yield Frame(path, 0, None, str(exc))
+        yield from file_frames(path, max_pixels=max_pixels)
 
 
-def _video_frames(path: str) -> Iterator[Frame]:
-    import cv2
-
-    cap = cv2.VideoCapture(path)
+def file_frames(path: str, *, max_pixels: int | None = None) -> Iterator[Frame]:
+    """One image file -> one Frame; one video -> every frame in order; a file that cannot be
+    read -> one Frame with ``error``."""
+    if is_video(path):
+        yield from video_frames(path)
+        return
     try:
-        if not cap.isOpened():
-            yield Frame(path, 0, None, f"{path}: cannot open video")
-            return
+        yield Frame(path, 0, read_image(path, max_pixels=max_pixels))
+    except ImageError as exc:
+        yield Frame(path, 0, None, str(exc))
+
+
+def video_frames(path: str) -> Iterator[Frame]:
+    """Every frame of a video file, in order; one Frame with ``error`` if it has none."""
+    try:
+        reader = VideoReader(path)
+    except ImageError as exc:
+        yield Frame(path, 0, None, str(exc))
+        return
+    with reader:
         i = 0
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
+        while (img := reader.read()) is not None:
             yield Frame(path, i, img)
             i += 1
-        if i == 0:
-            yield Frame(path, 0, None, f"{path}: video has no decodable frames")
-    finally:
-        cap.release()
+    if i == 0:
+        yield Frame(path, 0, None, f"{path}: video has no decodable frames")
+
+
+class VideoReader:
+    """A video file opened with OpenCV: ``read()`` -> the next BGR frame, or None at the end.
+    Raises ``ImageError`` naming the file when it cannot be opened."""
+
+    def __init__(self, path: str):
+        import cv2
+
+        if not os.path.isfile(path):  # OpenCV would try it as an image sequence or a URL
+            why = "not a regular file" if os.path.exists(path) else "no such file"
+            raise ImageError(f"{path}: cannot open video ({why})")
+        self.path = path
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise ImageError(f"{path}: cannot open video")
+
+    def read(self) -> np.ndarray | None:
+        ok, img = self._cap.read()
+        return img if ok else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def video_fps(path: str) -> float:
+    """The frame rate a video file declares (25 when it declares none)."""
     import cv2
 
     cap = cv2.VideoCapture(path)

@@ -6,6 +6,10 @@ import json
 import cv2
 import numpy as np
 
+# the stream tests' frames and video writer, shared with benchmarks/stream_faults.py
+from edgerun.runtime.bench.faults import synthetic_frames as frames  # noqa: F401
+from edgerun.runtime.bench.faults import write_video  # noqa: F401
+
 
 def tiny_detector(path: str, size: int = 64, classes: int = 4) -> str:
     """A YOLOv8-shaped detector (1, 4+C, N) in a few KB: a stride-8 conv whose class rows are the
@@ -40,29 +44,6 @@ def tiny_detector(path: str, size: int = 64, classes: int = 4) -> str:
     for k, v in spec.to_metadata().items():
         model.metadata_props.add(key=k, value=v if isinstance(v, str) else json.dumps(v))
     onnx.save(model, path)
-    return path
-
-
-def frames(n: int, size: tuple[int, int] = (96, 128), seed: int = 0) -> list[np.ndarray]:
-    """``n`` BGR frames of a bright square moving over a dark noisy background."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    out = []
-    for i in range(n):
-        img = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
-        x = (5 * i) % (w - 30)
-        img[h // 3:h // 3 + 30, x:x + 30] = (250, 240, 230)
-        out.append(img)
-    return out
-
-
-def write_video(path: str, images: list[np.ndarray], fps: float = 10.0) -> str:
-    """MJPG .avi (lossy but deterministic to decode)."""
-    h, w = images[0].shape[:2]
-    wr = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for im in images:
-        wr.write(im)
-    wr.release()
     return path
 
 

@@ -36,9 +36,9 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError
 
-from ..tasks.detector import Detector
 from ..results import frame_record
-from ..sources import VIDEO_EXTS, Frame, ImageError, _video_frames, read_image
+from ..sources import Frame, ImageError, decode_image, file_frames
+from ..tasks.detector import Detector
 
 __all__ = ["BatchDetector", "RAY_REQUIREMENT", "actor_cpus", "decode_image",
            "require_ray", "row_schema"]
@@ -76,33 +76,6 @@ def row_schema():
     return pa.schema([("source", pa.string()), ("frame", pa.int64()), ("width", pa.int64()),
                       ("height", pa.int64()), ("detections", pa.list_(det)), ("speed_ms", speed),
                       ("error", pa.string()), ("worker", pa.string())])
-
-
-def decode_image(data: bytes | np.ndarray, source: str) -> np.ndarray:
-    """Decode encoded image bytes to BGR uint8 with ``read_image``'s checks (empty files,
-    decompression bombs, corrupt PNGs), errors naming ``source``."""
-    import cv2
-
-    from .. import sources
-
-    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
-        else np.asarray(data, np.uint8).ravel()
-    if buf.size == 0:
-        raise ImageError(f"{source}: file is empty")
-    size, limit = sources.declared_size(buf), sources.max_image_pixels()
-    if size is not None and size[0] * size[1] > limit:
-        raise ImageError(f"{source}: image declares {size[0]}x{size[1]} pixels, over the limit of "
-                         f"{limit / 1e6:g} MP (a decompression bomb?); see EDGERUN_MAX_IMAGE_PIXELS")
-    overrun = sources._png_overrun(buf)
-    if overrun:
-        raise ImageError(f"{source}: corrupt PNG: {overrun}")
-    try:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    except cv2.error:
-        img = None
-    if img is None:
-        raise ImageError(f"{source}: not a decodable image ({buf.size} bytes)")
-    return img
 
 
 def _assigned_threads() -> int:
@@ -154,7 +127,7 @@ class BatchDetector:
                 frame.error = f"{frame.source}: {exc}"
         rec = frame_record(frame, det, self.names)
         rec["error"] = frame.error or None
-        # frame_record tests `if det`, which is False for zero detections: time those frames too
+        # a row that failed has no timings: null in the Arrow struct column (frame_record gives {})
         rec["speed_ms"] = {k: round(v, 3) for k, v in det.timings.items()} if det is not None else None
         rec["worker"] = self.worker
         return rec
@@ -186,7 +159,7 @@ def _frames(batch: dict[str, np.ndarray]) -> Iterator[Frame]:
         if sources is None:
             raise EdgerunError(f"batch columns {sorted(batch)}: expected 'bytes', 'image' or 'path'")
         for path in sources:
-            yield from _path_frames(str(path))
+            yield from file_frames(str(path))
         return
     for i, item in enumerate(payload):
         src = str(sources[i]) if sources is not None else f"row{i}"
@@ -198,17 +171,3 @@ def _frames(batch: dict[str, np.ndarray]) -> Iterator[Frame]:
             yield Frame(src, idx, decode_image(item, src))
         except ImageError as exc:
             yield Frame(src, idx, None, str(exc))
-
-
-def _path_frames(path: str) -> Iterator[Frame]:
-    """One image file -> one frame; one video -> every frame in order; errors -> an error frame."""
-    if os.path.splitext(path)[1].lower() in VIDEO_EXTS:
-        if not os.path.isfile(path):
-            yield Frame(path, 0, None, f"{path}: cannot open video (no such file)")
-            return
-        yield from _video_frames(path)
-        return
-    try:
-        yield Frame(path, 0, read_image(path))
-    except ImageError as exc:
-        yield Frame(path, 0, None, str(exc))

@@ -19,7 +19,8 @@ from typing import Any, Iterator, Sequence
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
 from . import READ_SLACK, BatchDetector, actor_cpus, require_ray, row_schema
-from ..sources import VIDEO_EXTS, ImageError, expand_source
+from ..progress import Progress
+from ..sources import ImageError, expand_source, is_video
 
 __all__ = ["BatchSummary", "run_batch", "expand_sources", "plan_units", "add_arguments", "run_cli"]
 
@@ -78,8 +79,8 @@ def plan_units(paths: Sequence[str], batch_size: int) -> list[list[str]]:
     """Units of work: each video alone (one worker, frame order), images in chunks."""
     if batch_size < 1:
         raise EdgerunValueError(f"batch_size: expected >= 1, got {batch_size}")
-    videos = [[p] for p in paths if os.path.splitext(p)[1].lower() in VIDEO_EXTS]
-    images = [p for p in paths if os.path.splitext(p)[1].lower() not in VIDEO_EXTS]
+    videos = [[p] for p in paths if is_video(p)]
+    images = [p for p in paths if not is_video(p)]
     chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
     return videos + chunks  # long videos first: they bound the job's duration
 
@@ -193,24 +194,6 @@ class _AtomicWriter:
             self._f.close()
 
 
-class _Progress:
-    """A one-line row counter on stderr (terminals only, unless forced)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.t0, self.last = enabled, time.perf_counter(), 0.0
-
-    def update(self, rows: int, errors: int) -> None:
-        now = time.perf_counter()
-        if self.enabled and now - self.last > 0.5:
-            self.last = now
-            print(f"\r{rows} rows, {errors} errors, {rows / max(now - self.t0, 1e-9):.1f} rows/s",
-                  end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
-
-
 # -- the job ---------------------------------------------------------------------------------
 def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int | None = None,
               address: str | None = None, batch_size: int = 8, threads: int | None = None,
@@ -234,8 +217,8 @@ def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int |
             detector_kwargs.setdefault("threads", th)
             with _quiet_data_context(ray, verbose):
                 ds = build_dataset(ray, units, os.path.abspath(model), n, reserve, detector_kwargs)
-                _drain(ds, writer, summary, _Progress(sys.stderr.isatty() if progress is None
-                                                      else progress))
+                with Progress("edgerun batch", unit="rows", enabled=progress) as bar:
+                    _drain(ds, writer, summary, bar)
         writer.commit()
     except BaseException:
         writer.abort()
@@ -244,7 +227,7 @@ def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int |
     return summary
 
 
-def _drain(ds: Any, writer: _AtomicWriter, summary: BatchSummary, progress: _Progress) -> None:
+def _drain(ds: Any, writer: _AtomicWriter, summary: BatchSummary, progress: Progress) -> None:
     t0 = time.perf_counter()
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         writer.write(table)
@@ -252,8 +235,7 @@ def _drain(ds: Any, writer: _AtomicWriter, summary: BatchSummary, progress: _Pro
         summary.errors += table.num_rows - table.column("error").null_count
         for w in table.column("worker").to_pylist():
             summary.per_worker[w] = summary.per_worker.get(w, 0) + 1
-        progress.update(summary.rows, summary.errors)
-    progress.close()
+        progress.update(table.num_rows, errors=summary.errors)
     summary.processing_seconds = time.perf_counter() - t0
 
 

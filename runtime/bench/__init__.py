@@ -9,7 +9,7 @@
 - ``machine_record()``: CPU, cores, governor, OS, versions, thread settings, Numba threading layer.
 
 A pipeline is any object with ``name`` and ``run(image, clock)`` that calls ``clock(stage)`` after
-each stage (see ``EdgerunPipeline``); peers live in ``bench_peers.py``.
+each stage (see ``EdgerunPipeline``); peers live in ``bench/peers.py``.
 """
 from __future__ import annotations
 
@@ -124,43 +124,17 @@ class Pipeline(Protocol):
 
 
 class EdgerunPipeline:
-    """edgerun's Detector, stage by stage: preprocess -> infer -> postprocess (per frame or batch)."""
+    """An edgerun task object's own timed step (``Task.run`` / ``run_batch``), stage by stage into
+    the recorder: preprocess -> inference -> postprocess (one frame, or the frame ``batch`` times)."""
 
     def __init__(self, detector, pixel_format: str = "bgr", batch: int = 1, name: str = "edgerun"):
         self.det, self.fmt, self.batch, self.name = detector, pixel_format, batch, name
-        self._buf: np.ndarray | None = None
 
     def run(self, image: np.ndarray, rec: Recorder) -> Any:
-        det = self.det
         if self.batch == 1:
-            tensor, geo = det.preprocess(image, self.fmt)
-            rec.clock("preprocess")
-            outputs = det.infer(tensor)
-            rec.clock("inference")
-            result = det.postprocess(outputs, geo)
-            rec.clock("postprocess")
-            return result
-        buf = self._batch_buffer(image)
-        geo = None
-        for i in range(self.batch):  # the same frame repeated: one camera, `batch` frames
-            _, geo = det.preprocess(image, self.fmt, out=buf[i:i + 1])
-        rec.clock("preprocess")
-        outputs = det.infer(buf)
-        rec.clock("inference")
-        result = [det.postprocess(outputs, geo, i) for i in range(self.batch)]
-        rec.clock("postprocess")
-        return result
-
-    def _batch_buffer(self, image: np.ndarray) -> np.ndarray:
-        h, w = (image.shape[0] * 2 // 3, image.shape[1]) if self.fmt in ("nv12", "nv21", "i420") \
-            else image.shape[:2]
-        geo = self.det.plan(h, w)
-        s = self.det.spec
-        shape = (self.batch, 3, geo.dst_h, geo.dst_w) if s.layout == "nchw" else \
-            (self.batch, geo.dst_h, geo.dst_w, 3)
-        if self._buf is None or self._buf.shape != shape:
-            self._buf = np.empty(shape, np.float16 if s.input_dtype == "float16" else np.float32)
-        return self._buf
+            return self.det.run(image, self.fmt, clock=rec.clock)
+        # the same frame repeated: one camera, `batch` frames
+        return self.det.run_batch([image] * self.batch, self.fmt, clock=rec.clock)
 
 
 def measure(pipelines: Sequence[Pipeline], cases: Sequence[Case], source, *, iterations: int | None,

@@ -1,5 +1,6 @@
 """Frames for benchmarks: encoded images or video decoded per iteration (a timed ``decode`` stage),
 or camera buffers (NV12, YUYV, ...) converted once up front (no decode stage: a camera hands them over).
+Decoding and video reading go through ``runtime/sources.py`` (``decode_image``, ``VideoReader``).
 """
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import time
 
 import numpy as np
 
-from ..sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, expand_source, read_image
+from edgerun.kernels.preprocess import PIXEL_FORMATS
+
+from ..sources import IMAGE_EXTS, ImageError, VideoReader, decode_image, expand_source, is_video
 
 __all__ = ["FrameSource", "to_pixel_format", "PIXEL_FORMATS"]
 
-PIXEL_FORMATS = ("bgr", "rgb", "gray", "nv12", "nv21", "i420", "yuyv")
 _PRELOAD_VIDEO_FRAMES = 64  # camera-format runs from a video cycle over this many frames
 
 
@@ -51,32 +53,26 @@ class FrameSource:
     ``i`` gives the same frame (peers measured in one run see the same inputs)."""
 
     def __init__(self, source: str, pixel_format: str = "bgr"):
-        import cv2
-
         self.path, self.fmt = source, pixel_format
         files = expand_source(source)
         if not files:
             raise ImageError(f"no images or videos found in {source}")
-        videos = [f for f in files if os.path.splitext(f)[1].lower() in VIDEO_EXTS]
+        videos = [f for f in files if is_video(f)]
         if videos and len(files) > 1:
             raise ImageError(f"benchmark source: one video, or images only; {source} holds "
                              f"{len(videos)} video(s) among {len(files)} files")
         self.kind = "video" if videos else "images"
-        self._cap = None
+        self._reader: VideoReader | None = None
         self._last: tuple[int, np.ndarray, float | None] | None = None
         if self.kind == "video":
-            self._cap = cv2.VideoCapture(files[0])
-            if not self._cap.isOpened():
-                raise ImageError(f"{files[0]}: cannot open video")
             self._video = files[0]
             first, _ = self._read_video()
             self.shape = first.shape
-            self._cap.release()
-            self._cap = cv2.VideoCapture(files[0])
+            self._rewind()
         else:
             files = [f for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTS]
             self._blobs = [np.fromfile(f, np.uint8) for f in files]
-            self.shape = read_image(files[0]).shape
+            self.shape = decode_image(self._blobs[0], files[0]).shape
         self._frames: list[np.ndarray] | None = None
         if pixel_format != "bgr":
             self._frames = self._preload()
@@ -97,28 +93,27 @@ class FrameSource:
         return self._decode(self._blobs[i % len(self._blobs)])
 
     def _decode(self, blob: np.ndarray) -> tuple[np.ndarray, float]:
-        import cv2
-
         t = time.perf_counter()
-        img = cv2.imdecode(blob, cv2.IMREAD_COLOR)
-        ms = (time.perf_counter() - t) * 1e3
-        if img is None:
-            raise ImageError(f"{self.path}: an image could not be decoded")
-        return img, ms
+        img = decode_image(blob, self.path)
+        return img, (time.perf_counter() - t) * 1e3
+
+    def _rewind(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+        self._reader = VideoReader(self._video)
 
     def _read_video(self) -> tuple[np.ndarray, float]:
-        import cv2
-
+        if self._reader is None:
+            self._rewind()
         t = time.perf_counter()
-        ok, img = self._cap.read()
+        img = self._reader.read()
         ms = (time.perf_counter() - t) * 1e3
-        if not ok:  # end of clip: rewind (reopen) and read again
-            self._cap.release()
-            self._cap = cv2.VideoCapture(self._video)
+        if img is None:  # end of clip: rewind (reopen) and read again
+            self._rewind()
             t = time.perf_counter()
-            ok, img = self._cap.read()
+            img = self._reader.read()
             ms = (time.perf_counter() - t) * 1e3
-            if not ok:
+            if img is None:
                 raise ImageError(f"{self._video}: video has no decodable frames")
         return img, ms
 
@@ -130,5 +125,6 @@ class FrameSource:
         return [to_pixel_format(b, self.fmt) for b in bgr]
 
     def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -167,7 +167,7 @@ def _refuse(problem: str | None) -> int:
 
 
 def _warmup() -> int:
-    from edgerun.kernels._jit import cache_dir
+    from edgerun.kernels import cache_dir
 
     from ..tasks.warmup import warmup
 

@@ -9,7 +9,8 @@ Stages: capture (or ``submit``) -> preprocess thread (letterbox into a pooled te
 ``workers`` inference threads (each its own ORT session of ``threads`` threads) -> postprocess
 thread -> reorder (results leave in frame order) -> consumer (iterator or ``on_result`` callback,
 where the optional tracker runs, in order). Queues are bounded; tensor slots, output buffers and
-frame buffers are pooled, so the steady state allocates only the small result arrays.
+frame buffers are pooled, so the steady state allocates only the small result arrays. What each
+stage does to a frame is ``stages.py`` (the task's own stages); which frames enter is ``admission.py``.
 
 Modes: ``every_frame`` (files: nothing dropped, the reader waits for the pipeline) and ``latest``
 (live: a one-frame mailbox, a newer frame replaces an unprocessed one and the replaced frame is
@@ -24,7 +25,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -32,47 +32,16 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError, EdgerunValueError
 
 from ..session import Session, cpu_budget
-from .pool import FramePool, Reorder, Slot, Stats, ensure
+from . import stages
+from .admission import STOP, Admission
+from .pool import FramePool, Reorder, Slot, Stats
 from .sources import Source, open_source
 from .split import calibrate_split, choose_split
+from .stages import FrameItem, StreamResult
 
 __all__ = ["StreamRunner", "StreamResult", "stream", "MODES", "choose_split"]
 
 MODES = ("every_frame", "latest")
-_STOP = object()
-
-
-@dataclass
-class StreamResult:
-    """One frame's record. ``age`` is seconds from capture (or ``submit``) to this result."""
-
-    index: int
-    timestamp: float
-    age: float
-    detections: Any = None
-    error: str | None = None
-    dropped: bool = False
-    image: np.ndarray | None = None
-    pixel_format: str = "bgr"
-    source: str = ""
-    t_read: float = field(default=0.0, repr=False)  # time.monotonic() at capture
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.dropped
-
-
-@dataclass
-class _Item:
-    index: int
-    timestamp: float
-    t_read: float
-    frame: np.ndarray | None
-    pixel_format: str
-    slot: Slot | None = None
-    geometry: Any = None
-    error: str | None = None
-    ms: dict = field(default_factory=dict)
 
 
 class StreamRunner:
@@ -116,16 +85,12 @@ class StreamRunner:
         self._stall_reported = False  # for the pending read (the source may report the same stall)
         self.events: collections.deque = collections.deque(maxlen=1000)
         self.source: Source | None = None
-        self._dtype = np.float16 if model.spec.input_dtype == "float16" else np.float32
         self._sessions = self._make_sessions()
         nslots = self.workers + (1 if mode == "latest" else 2)
         self._slots: queue.Queue = queue.Queue()
         for _ in range(nslots):
             self._slots.put(Slot())
         self._tokens = threading.Semaphore(nslots + (1 if mode == "latest" else queue_size))
-        self._q_in: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._mailbox: _Item | None = None
-        self._mail_cv = threading.Condition()
         self._q_inf: queue.Queue = queue.Queue()
         self._q_post: queue.Queue = queue.Queue()
         self._out: queue.Queue = queue.Queue()
@@ -133,9 +98,8 @@ class StreamRunner:
         self._reorder = Reorder(self._out.put)
         self._lock = threading.Lock()
         self._next_index = 0
-        self._last_accept = -1e9
-        self._input_closed = False
         self._stop_reading = threading.Event()
+        self._admission = Admission(mode, max_fps, queue_size, self._tokens, self._drop, self._stop_reading)
         self._abort = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stats = Stats()
@@ -174,7 +138,7 @@ class StreamRunner:
             self._abort.set()
             self._release_all()
         if self.source is None:
-            self._close_input()
+            self._admission.close()
         if self.on_result is not None or not drain:
             self.join(timeout)
 
@@ -209,7 +173,7 @@ class StreamRunner:
         """Queue one raw frame (BGR/RGB/GRAY/NV12/NV21/I420/YUYV uint8, OpenCV shapes); returns its
         index. ``every_frame`` blocks while the pipeline is full (``timeout``: raise TimeoutError);
         ``latest`` never blocks. ``copy=False``: the caller keeps the buffer untouched until its result."""
-        if self._input_closed:
+        if self._admission.closed:
             raise EdgerunError("StreamRunner.submit: the stream is stopped")
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
             raise EdgerunValueError(f"frame: expected a uint8 numpy array, got "
@@ -227,56 +191,16 @@ class StreamRunner:
             index = self._next_index
             self._next_index += 1
         self._stats.count("read")
-        item = _Item(index, ts, t_read, frame, pixel_format)
-        if self.mode == "every_frame":
-            self._pace(t_read)
-            if not self._tokens.acquire(timeout=timeout):
-                self._drop(item)
-                raise TimeoutError(f"StreamRunner.submit: pipeline full for {timeout} s")
-            self._q_in.put(item)
-        elif self.max_fps and t_read - self._last_accept < 1.0 / self.max_fps:
-            self._drop(item)
-        else:
-            self._last_accept = t_read
-            with self._mail_cv:
-                old, self._mailbox = self._mailbox, item
-                self._mail_cv.notify()
-            if old is not None:
-                self._drop(old)
+        self._admission.offer(FrameItem(index, ts, t_read, frame, pixel_format), timeout)
         return index
 
-    def _pace(self, t_read: float) -> None:
-        if self.max_fps:
-            wait = self._last_accept + 1.0 / self.max_fps - time.monotonic()
-            if wait > 0:
-                self._stop_reading.wait(wait)
-            self._last_accept = time.monotonic()
-
-    def _drop(self, item: _Item) -> None:
+    def _drop(self, item: FrameItem) -> None:
         self._stats.count("dropped")
         if item.frame is not None and not self.keep_frames:
             self._pool.put(item.frame)
         rec = StreamResult(item.index, item.timestamp, time.monotonic() - item.t_read, dropped=True,
                            pixel_format=item.pixel_format)
         self._reorder.put(item.index, rec)
-
-    def _close_input(self) -> None:
-        with self._mail_cv:
-            if self._input_closed:
-                return
-            self._input_closed = True
-            self._mail_cv.notify_all()
-        if self.mode == "every_frame":
-            self._q_in.put(_STOP)
-
-    def _take_input(self):
-        if self.mode == "every_frame":
-            return self._q_in.get()
-        with self._mail_cv:
-            while self._mailbox is None and not self._input_closed:
-                self._mail_cv.wait()
-            item, self._mailbox = self._mailbox, None
-        return _STOP if item is None else item
 
     def _capture_loop(self) -> None:
         src = self.source
@@ -295,11 +219,11 @@ class StreamRunner:
             self._event({"kind": "error", "detail": f"{type(exc).__name__}: {exc}"})
         finally:
             src.close()
-            self._close_input()
+            self._admission.close()
 
     def _watchdog_loop(self) -> None:
         """Report a live source that delivers nothing for ``stall_timeout`` s, once per stall."""
-        while not (self._stop_reading.wait(0.1) or self._input_closed):
+        while not (self._stop_reading.wait(0.1) or self._admission.closed):
             since = self._reading_since
             if since is not None and not self._stall_reported and time.monotonic() - since >= self.stall_timeout:
                 self._stall_reported = True
@@ -311,69 +235,44 @@ class StreamRunner:
             if self.mode == "latest":
                 self._tokens.acquire()
             slot = self._slots.get()
-            item = self._take_input()
-            if item is _STOP:
+            item = self._admission.take()
+            if item is STOP:
                 break
             item.slot = slot
             if not self._abort.is_set():
                 self._preprocess(item)
             self._q_inf.put(item)
         for _ in self._sessions:
-            self._q_inf.put(_STOP)
+            self._q_inf.put(STOP)
 
-    def _preprocess(self, item: _Item) -> None:
-        t0 = time.perf_counter()
-        try:
-            h, w = item.frame.shape[0], item.frame.shape[1]
-            if item.pixel_format in ("nv12", "nv21", "i420"):
-                h = h * 2 // 3
-            geo = self.model.plan(h, w)
-            shape = (1, 3, geo.dst_h, geo.dst_w) if self.model.spec.layout == "nchw" else (1, geo.dst_h, geo.dst_w, 3)
-            item.slot.tensor = ensure(item.slot.tensor, shape, self._dtype)
-            _, item.geometry = self.model.preprocess(item.frame, item.pixel_format, out=item.slot.tensor)
-        except (EdgerunError, ValueError, TypeError) as exc:
-            item.error = f"preprocess: {exc}"
-        item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
+    def _preprocess(self, item: FrameItem) -> None:
+        stages.preprocess(self.model, item)
         if not self.keep_frames:
             self._pool.put(item.frame)
             item.frame = None
 
     def _infer_loop(self, session: Session) -> None:
-        name = self.model.spec.input_name
-        while (item := self._q_inf.get()) is not _STOP:
+        while (item := self._q_inf.get()) is not STOP:
             if item.error is None and not self._abort.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item.slot.keep(session.run({name: item.slot.tensor}))
-                except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream
-                    item.error = f"inference: {type(exc).__name__}: {exc}"
-                item.ms["inference"] = (time.perf_counter() - t0) * 1e3
+                stages.infer(self.model, session, item)
             self._q_post.put(item)
-        self._q_post.put(_STOP)
+        self._q_post.put(STOP)
 
     def _post_loop(self) -> None:
         stops = 0
         while stops < len(self._sessions):
             item = self._q_post.get()
-            if item is _STOP:
+            if item is STOP:
                 stops += 1
                 continue
             if self._abort.is_set():
                 self._slots.put(item.slot)
                 continue
             self._reorder.put(item.index, self._postprocess(item))
-        self._out.put(_STOP)
+        self._out.put(STOP)
 
-    def _postprocess(self, item: _Item) -> StreamResult:
-        det = None
-        if item.error is None:
-            t0 = time.perf_counter()
-            try:
-                det = self.model.postprocess(item.slot.outputs, item.geometry)
-                item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
-                det.timings = {k: item.ms.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")}
-            except (EdgerunError, ValueError, TypeError) as exc:
-                item.error = f"postprocess: {exc}"
+    def _postprocess(self, item: FrameItem) -> StreamResult:
+        det = stages.postprocess(self.model, item) if item.error is None else None
         self._slots.put(item.slot)
         src = self.source.name if self.source is not None else ""
         return StreamResult(item.index, item.timestamp, 0.0, det, item.error, image=item.frame,
@@ -384,8 +283,8 @@ class StreamRunner:
         """Results in frame order until the stream ends (``timeout``: max wait per result)."""
         while True:
             rec = self._get(timeout)
-            if rec is _STOP:
-                self._out.put(_STOP)  # later calls end at once too
+            if rec is STOP:
+                self._out.put(STOP)  # later calls end at once too
                 return
             rec = self._finish(rec)
             if rec is not None:

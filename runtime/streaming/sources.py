@@ -18,7 +18,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunValueError
 
-from ..sources import IMAGE_EXTS, VIDEO_EXTS, ImageError, decode_image, expand_source, read_image
+from ..sources import IMAGE_EXTS, ImageError, decode_image, expand_source, is_video, read_image
 
 __all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES"]
 
@@ -240,7 +240,7 @@ def open_source(source: Any, **options: Any) -> Source:
     if "://" in source:
         return VideoSource(source, **options)
     files = expand_source(source)
-    videos = [f for f in files if os.path.splitext(f)[1].lower() in VIDEO_EXTS]
+    videos = [f for f in files if is_video(f)]
     if len(files) == 1 and videos:
         return VideoSource(files[0], **options)
     images = [f for f in files if os.path.splitext(f)[1].lower() in IMAGE_EXTS]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..session import Session
 
-__all__ = ["choose_split", "calibrate_split"]
+__all__ = ["choose_split", "calibrate_split", "runs_per_second"]
 
 
 def choose_split(budget: int, mode: str) -> tuple[int, int]:
@@ -26,7 +26,7 @@ def choose_split(budget: int, mode: str) -> tuple[int, int]:
     return workers, max(1, budget // workers)
 
 
-def _rate(sessions: list[Session], feed: dict, seconds: float) -> float:
+def runs_per_second(sessions: list[Session], feed: dict, seconds: float) -> float:
     """Runs/s of ``sessions`` each looping on ``feed`` in its own thread for ``seconds``."""
     counts = [0] * len(sessions)
     end = time.perf_counter() + seconds
@@ -61,6 +61,6 @@ def calibrate_split(model, budget: int, seconds: float = 0.5, rounds: int = 2) -
         s.run(feed)
     one = many = 0.0
     for _ in range(rounds):
-        one += _rate([base], feed, seconds)
-        many += _rate(singles, feed, seconds)
+        one += runs_per_second([base], feed, seconds)
+        many += runs_per_second(singles, feed, seconds)
     return (budget, 1) if many > one else (1, budget)

@@ -1,33 +1,34 @@
 """Classifier: image in, top-k classes out (resize-short + centre-crop, softmax and top-k in Numba).
 
-Reuses Detector's preprocessing stages (plan, letterbox into a per-thread buffer, ORT run); only the
-head differs. Models without metadata that look like ImageNet classifiers ((N, 3, H, W) in, (N, C)
+Shares the task base's stages (plan, letterbox into a per-thread buffer, ORT run); only the head
+differs. Models without metadata that look like ImageNet classifiers ((N, 3, H, W) in, (N, C)
 out) get torchvision's conventions, reported in ``spec.guessed`` (see ``spec._guess_classify``).
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Sequence
-
 import numpy as np
 
-from edgerun.kernels import _check
+from edgerun.kernels import checks
 from edgerun.kernels.preprocess import Geometry
 from edgerun.kernels.topk import softmax, topk
 
-from .detector import Detector
 from ..results import Classifications
 from ..session import ModelError, Session
-from ..spec import ModelSpec, resolve_spec
+from ..spec import ModelSpec
+from .base import Task
 
 __all__ = ["Classifier"]
 
 
-class Classifier(Detector):
+class Classifier(Task):
     """An image classifier on ONNX Runtime. ``classify(image)`` -> ``Classifications`` (top-k).
 
-    Thread-safe like Detector. ``detect``/``detect_batch`` are aliases kept for the common CLI path.
+    ``Classifier.from_path(path, top_k=5, threads=None, spin=False, providers=None, **spec_overrides)``
+    (e.g. ``softmax=False``). Thread-safe like Detector; ``detect``/``detect_batch`` (the task base's
+    common names) work too.
     """
+
+    OPTIONS = ("top_k",)
 
     def __init__(self, session: Session, spec: ModelSpec, *, top_k: int = 5):
         if spec.head != "classify" or spec.task != "classify":
@@ -36,19 +37,9 @@ class Classifier(Detector):
         if len(out) != 2 or (isinstance(out[1], int) and out[1] != spec.num_classes):
             raise ModelError(f"{session.path}: expected a (N, {spec.num_classes}) output, got {out}; "
                              "override num_classes or open the model with the right task")
-        self.session = session
-        self.spec = spec
-        self.top_k = _check.positive_int("top_k", top_k)
-        self._dtype = np.float16 if spec.input_dtype == "float16" else np.float32
-        self._local = threading.local()
-
-    @classmethod
-    def from_path(cls, path: str, top_k: int = 5, *, threads: int | None = None, spin: bool = False,
-                  providers: Sequence[str] | None = None, **spec_overrides: Any) -> "Classifier":
-        """Open an ONNX classifier; ``spec_overrides`` replace ModelSpec fields (e.g. ``softmax=False``)."""
-        session = Session(str(path), threads=threads, spin=spin, providers=providers)
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
-        return cls(session, spec, top_k=top_k)
+        top_k = checks.positive_int("top_k", top_k)
+        super().__init__(session, spec)
+        self.top_k = top_k
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Classifications:
@@ -60,7 +51,7 @@ class Classifier(Detector):
 
     def classify(self, image: np.ndarray, pixel_format: str = "bgr") -> Classifications:
         """Classify one frame (same pixel formats as ``Detector.detect``)."""
-        return self.detect(image, pixel_format)
+        return self.run(image, pixel_format)
 
     def __repr__(self) -> str:
         s = self.spec

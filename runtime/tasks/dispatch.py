@@ -27,16 +27,11 @@ from ..spec import TASKS, fit_input_size, resolve_spec
 
 __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
 
-_DETECT_OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "class_agnostic", "max_candidates")
+# task name -> (class, the options its __init__ takes: the class's own OPTIONS)
 TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
-    "detect": (Detector, _DETECT_OPTIONS),
-    "pose": (PoseDetector, _DETECT_OPTIONS),
-    "segment": (Segmenter, _DETECT_OPTIONS + ("masks",)),
-    "classify": (Classifier, ("top_k",)),
-    "face": (FaceDetector, ("score_threshold", "iou_threshold", "max_detections", "max_candidates", "native",
-                            "max_pixels")),
-    "semantic": (SemanticSegmenter, ()),
-}
+    task: (cls, cls.OPTIONS) for task, cls in (
+        ("detect", Detector), ("pose", PoseDetector), ("segment", Segmenter), ("classify", Classifier),
+        ("face", FaceDetector), ("semantic", SemanticSegmenter))}
 # spec fields a task override implies when the model's metadata says otherwise
 _TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
                "semantic": "semantic"}

@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from edgerun.kernels import _check
-from edgerun.kernels.errors import EdgerunValueError
+from edgerun.kernels import checks
 from edgerun.kernels.boxes import scale_boxes
 from edgerun.kernels.faces import decode_yunet, pad_chw
 from edgerun.kernels.keypoints import scale_points
 from edgerun.kernels.nms import nms
 from edgerun.kernels.preprocess import Geometry, letterbox
 
-from .detector import Detector
 from ..results import Detections
 from ..session import ModelError, Session
-from ..spec import YUNET_OUTPUTS, ModelSpec, fit_input_size, resolve_spec
+from ..spec import YUNET_OUTPUTS, ModelSpec
+from .base import Task, frame_size
 
 __all__ = ["FaceDetector", "native_plan", "DEFAULT_MAX_PIXELS"]
 
@@ -43,15 +41,21 @@ DEFAULT_MAX_PIXELS = 1920 * 1080  # a Full-HD frame still runs at its own size
 def native_plan(height: int, width: int, stride: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> Geometry:
     """The frame at its own size (or resized to at most ``max_pixels``, aspect kept) at the tensor's
     top-left, the tensor rounded up to a multiple of ``stride``."""
-    h, w = _check.positive_int("height", height), _check.positive_int("width", width)
-    r = min(1.0, math.sqrt(_check.positive_int("max_pixels", max_pixels) / (h * w)))
+    h, w = checks.positive_int("height", height), checks.positive_int("width", width)
+    r = min(1.0, math.sqrt(checks.positive_int("max_pixels", max_pixels) / (h * w)))
     nh, nw = (h, w) if r == 1.0 else (max(1, int(h * r)), max(1, int(w * r)))
     dh, dw = -(-nh // stride) * stride, -(-nw // stride) * stride
     return Geometry(h, w, dh, dw, nw / w, nh / h, 0.0, 0.0, nh, nw, 0, 0)
 
 
-class FaceDetector(Detector):
-    """YuNet face detector. Thread-safe like Detector."""
+class FaceDetector(Task):
+    """YuNet face detector. Thread-safe like Detector.
+
+    ``FaceDetector.from_path(path, score_threshold=0.9, iou_threshold=0.3, max_detections=300,
+    threads=None, spin=False, providers=None, max_candidates=5000, **spec_overrides)``.
+    """
+
+    OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "max_candidates", "native", "max_pixels")
 
     def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.9,
                  iou_threshold: float = 0.3, max_detections: int = 300, max_candidates: int = 5000,
@@ -62,18 +66,25 @@ class FaceDetector(Detector):
         if len(names) != 12:
             raise ModelError(f"{session.path}: YuNet has 12 outputs (cls/obj/bbox/kps x 3 strides), got "
                              f"{len(names)}: {names}")
-        self._order = ([names.index(n) for n in YUNET_OUTPUTS] if set(YUNET_OUTPUTS) <= set(names)
-                       else list(range(12)))  # else assume the file's order: cls, obj, bbox, kps
-        self.session, self.spec = session, spec
-        self.score_threshold = _check.finite_float("score_threshold", score_threshold, 0.0, 1.0)
-        self.iou_threshold = _check.finite_float("iou_threshold", iou_threshold, 0.0, 1.0)
-        self.max_detections = _check.positive_int("max_detections", max_detections)
-        self.max_candidates = _check.positive_int("max_candidates", max_candidates)
+        order = ([names.index(n) for n in YUNET_OUTPUTS] if set(YUNET_OUTPUTS) <= set(names)
+                 else list(range(12)))  # else assume the file's order: cls, obj, bbox, kps
+        thresholds = (checks.finite_float("score_threshold", score_threshold, 0.0, 1.0),
+                      checks.finite_float("iou_threshold", iou_threshold, 0.0, 1.0))
+        limits = (checks.positive_int("max_detections", max_detections),
+                  checks.positive_int("max_candidates", max_candidates))
+        super().__init__(session, spec)
+        self._order = order
+        self.score_threshold, self.iou_threshold = thresholds
+        self.max_detections, self.max_candidates = limits
         self.class_agnostic = True
-        self._dtype = np.float32
-        self._local = threading.local()
-        self.max_pixels = _check.positive_int("max_pixels", max_pixels)
+        self.max_pixels = checks.positive_int("max_pixels", max_pixels)
         self.native = native is not False and self._open_native()
+
+    @classmethod
+    def from_path(cls, path: str, *options: Any, native: bool | None = None, **kwargs: Any) -> "FaceDetector":
+        """``Task.from_path``; ``native`` defaults to True unless ``input_size`` is given."""
+        native = "input_size" not in kwargs if native is None else native
+        return super().from_path(path, *options, native=native, **kwargs)
 
     def _open_native(self) -> bool:
         """Switch to native resolution: symbolic H/W (reopening a fixed-size graph); False if impossible."""
@@ -97,14 +108,14 @@ class FaceDetector(Detector):
             return super().plan(height, width)
         return native_plan(height, width, self.spec.stride, self.max_pixels)
 
-    def preprocess(self, image: np.ndarray, pixel_format: str = "bgr",
-                   out: np.ndarray | None = None) -> tuple[np.ndarray, Geometry]:
+    def preprocess(self, image: np.ndarray, pixel_format: str = "bgr", out: np.ndarray | None = None,
+                   geometry: Geometry | None = None) -> tuple[np.ndarray, Geometry]:
         """Image -> (1, 3, H', W') tensor; native: the frame as is (or capped), zero-padded bottom/right."""
         if not self.native:
-            return super().preprocess(image, pixel_format, out)
-        geo = self.plan(*_frame_hw(image, pixel_format))
+            return super().preprocess(image, pixel_format, out, geometry)
+        geo = self.plan(*frame_size(image, pixel_format)) if geometry is None else geometry
         if out is None:
-            out = self._buffer(1, geo.dst_h, geo.dst_w)
+            out = self._buffer(self.tensor_shape(1, geo))
         s = self.spec
         norm = dict(channel_order=s.channel_order, scale=s.scale, mean=s.mean, std=s.std)
         if pixel_format in ("bgr", "rgb") and image.ndim == 3 and (geo.new_h, geo.new_w) == image.shape[:2]:
@@ -115,20 +126,6 @@ class FaceDetector(Detector):
         out[0] = pad[:, None, None]
         out[0, :, :geo.new_h, :geo.new_w] = small
         return out, geo
-
-    @classmethod
-    def from_path(cls, path: str, score_threshold: float = 0.9, iou_threshold: float = 0.3,
-                  max_detections: int = 300, *, threads: int | None = None, spin: bool = False,
-                  providers: Sequence[str] | None = None, native: bool | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, **spec_overrides: Any) -> "FaceDetector":
-        """Open a YuNet ONNX file; ``spec_overrides`` replace ModelSpec fields. ``native`` defaults to
-        True unless ``input_size`` is given."""
-        session = Session(str(path), threads=threads, spin=spin, providers=providers)
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
-        session, spec = fit_input_size(session, spec)
-        native = "input_size" not in spec_overrides if native is None else native
-        return cls(session, spec, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                   max_detections=max_detections, native=native, max_pixels=max_pixels)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:
@@ -148,11 +145,3 @@ class FaceDetector(Detector):
         size = f"native<={self.max_pixels}px" if self.native else str(self.spec.input_size)
         return f"FaceDetector(input={size}, score>{self.score_threshold}, iou>{self.iou_threshold})"
 
-
-def _frame_hw(image: np.ndarray, pixel_format: str) -> tuple[int, int]:
-    """(height, width) of a frame in any supported pixel format (YUV 4:2:0 buffers are 1.5 H tall)."""
-    if not isinstance(image, np.ndarray) or image.ndim < 2:
-        raise EdgerunValueError(f"image: expected a numpy (H, W[, C]) array, got {type(image).__name__} "
-                                f"{getattr(image, 'shape', '')}")
-    h = image.shape[0] * 2 // 3 if pixel_format in ("nv12", "nv21", "i420") else image.shape[0]
-    return h, image.shape[1]

@@ -33,6 +33,8 @@ MASK_OPTIONS = ("full", "proto", "none")
 class Segmenter(Detector):
     """Instance segmentation. Options as Detector plus ``masks`` ("full", "proto" or "none")."""
 
+    OPTIONS = Detector.OPTIONS + ("masks",)
+
     def __init__(self, session: Session, spec: ModelSpec, *, masks: str = "full", **options):
         if masks not in MASK_OPTIONS:
             raise EdgerunValueError(f"masks: expected one of {MASK_OPTIONS}, got {masks!r}")

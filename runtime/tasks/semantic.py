@@ -6,41 +6,31 @@ cannot be interpolated), undoing the preprocessing geometry (``stretch`` by defa
 """
 from __future__ import annotations
 
-import threading
-from typing import Any, Sequence
-
 import numpy as np
 
 from edgerun.kernels.preprocess import Geometry
 from edgerun.kernels.topk import argmax_map
 
-from .detector import Detector
 from ..results import SemanticMask
 from ..session import ModelError, Session
-from ..spec import VOC_NAMES, ModelSpec, resolve_spec
+from ..spec import VOC_NAMES, ModelSpec
+from .base import Task
 
 __all__ = ["SemanticSegmenter", "VOC_NAMES"]
 
 
-class SemanticSegmenter(Detector):
-    """Semantic segmentation; ``segment(image)`` -> ``SemanticMask``. Thread-safe like Detector."""
+class SemanticSegmenter(Task):
+    """Semantic segmentation; ``segment(image)`` -> ``SemanticMask``. Thread-safe like Detector.
+
+    ``SemanticSegmenter.from_path(path, threads=None, spin=False, providers=None, **spec_overrides)``.
+    """
 
     def __init__(self, session: Session, spec: ModelSpec):
         if spec.head != "semantic":
             raise ModelError(f"{session.path}: head {spec.head!r} is not a per-pixel classifier")
         if not 1 <= spec.num_classes <= 256:
             raise ModelError(f"{session.path}: {spec.num_classes} classes do not fit a uint8 label map")
-        self.session, self.spec = session, spec
-        self._dtype = np.float16 if spec.input_dtype == "float16" else np.float32
-        self._local = threading.local()
-
-    @classmethod
-    def from_path(cls, path: str, *, threads: int | None = None, spin: bool = False,
-                  providers: Sequence[str] | None = None, **spec_overrides: Any) -> "SemanticSegmenter":
-        """Open a semantic segmentation ONNX file; ``spec_overrides`` replace ModelSpec fields."""
-        session = Session(str(path), threads=threads, spin=spin, providers=providers)
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, spec_overrides)
-        return cls(session, spec)
+        super().__init__(session, spec)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> SemanticMask:
@@ -52,7 +42,7 @@ class SemanticSegmenter(Detector):
 
     def segment(self, image: np.ndarray, pixel_format: str = "bgr") -> SemanticMask:
         """Label map of one frame (same pixel formats as ``Detector.detect``)."""
-        return self.detect(image, pixel_format)
+        return self.run(image, pixel_format)
 
     def __repr__(self) -> str:
         return f"SemanticSegmenter(input={self.spec.input_size}, classes={self.spec.num_classes})"

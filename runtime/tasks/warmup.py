@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PIXEL_FORMATS = ("bgr", "rgb", "gray", "nv12", "nv21", "i420", "yuyv")
+from edgerun.kernels.preprocess import PIXEL_FORMATS
 
 
 def _frame(fmt: str, h: int = 8, w: int = 8) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_sample_scene_path_writes_once(tmp_path):
 
 
 def test_sample_scene_path_uses_cache_env(tmp_path, monkeypatch):
-    from edgerun.kernels._jit import cache_dir
+    from edgerun.kernels import cache_dir
 
     monkeypatch.setenv("EDGERUN_CACHE_DIR", str(tmp_path / "cache"))
     cache_dir.cache_clear()

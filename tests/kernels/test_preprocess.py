@@ -1,5 +1,6 @@
 """letterbox / plan vs OpenCV (cv2.resize INTER_LINEAR + copyMakeBorder + cvtColor + transpose + scale)
-and vs Ultralytics' LetterBox / scale_boxes arithmetic transcribed from DESIGN.md.
+and vs Ultralytics' LetterBox / scale_boxes arithmetic transcribed from the README's
+"Fidelity with Ultralytics" (Design notes).
 
 Tolerance: cv2 resizes uint8 with 11-bit fixed-point weights and rounds to uint8; letterbox emulates
 that arithmetic (and cvtColor's BT.601 integer formula), so the measured max difference is 0 uint8
@@ -39,7 +40,7 @@ def smooth(h, w, seed=0):
 
 # ------------------------------------------------------------------------------ references
 def ultralytics_letterbox(img, new_shape=(640, 640), auto=False, stride=32, center=True):
-    """Ultralytics LetterBox.__call__ (scaleup=True), as written in DESIGN.md; returns BGR uint8."""
+    """Ultralytics LetterBox.__call__ (scaleup=True), per the README's fidelity notes; BGR uint8."""
     shape = img.shape[:2]
     r = min(new_shape[0] / shape[0], new_shape[1] / shape[1])
     new_unpad = int(round(shape[1] * r)), int(round(shape[0] * r))

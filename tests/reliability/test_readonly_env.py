@@ -119,7 +119,7 @@ def test_predict_with_everything_read_only(sandbox):
 
 
 _PROBE = ("import warnings, sys; warnings.simplefilter('always');"
-          "from edgerun.kernels._jit import cache_dir; print(cache_dir()); print(cache_dir())")
+          "from edgerun.kernels import cache_dir; print(cache_dir()); print(cache_dir())")
 
 
 def test_cache_falls_back_to_tmp_and_says_so_once(sandbox):

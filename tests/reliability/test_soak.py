@@ -3,15 +3,11 @@ RSS growth bounded (generously), fds flat. The long runs are ``benchmarks/soak.p
 ``benchmarks/soak_stream.py --frames 108000`` (one hour of 30 fps)."""
 from __future__ import annotations
 
-import sys
-
 from conftest import shared_file
 from hostile_models import busy_model
 from reliability_util import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from soak import soak, video_frames  # noqa: E402
-from soak_stream import run as soak_stream  # noqa: E402
+from edgerun.runtime.bench.soak import first_frames, soak, stream_soak
 
 FRAMES = 500
 RSS_GROWTH_LIMIT_MB = 40  # after warm-up; a per-frame leak of 100 KB would show as 50 MB
@@ -20,7 +16,7 @@ RSS_GROWTH_LIMIT_MB = 40  # after warm-up; a per-frame leak of 100 KB would show
 def test_soak_short(tmp_path):
     from edgerun.runtime import Detector
 
-    frames = video_frames(24, shared_file("video", "vtest.avi"))
+    frames = first_frames(shared_file("video", "vtest.avi"), 24)
     det = Detector.from_path(str(busy_model(tmp_path)))  # real pipeline, millisecond inference
     rep = soak(det, frames, FRAMES, warmup=50)
     assert rep["boxes"] > 0
@@ -30,7 +26,7 @@ def test_soak_short(tmp_path):
 
 def test_stream_soak_short():
     """The bundled demo detector, synthetic 640x480 frames pushed with submit()."""
-    rep = soak_stream(str(ROOT / "runtime" / "data" / "demo.onnx"), 3000, 500, "bgr")
+    rep = stream_soak(str(ROOT / "runtime" / "data" / "demo.onnx"), 3000, 500, "bgr")
     assert rep["results"] == 3000, rep["results"]
     assert rep["fds_min"] == rep["fds_max"], rep
     assert rep["rss_growth_mb"] < RSS_GROWTH_LIMIT_MB, rep

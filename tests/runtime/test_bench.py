@@ -1,5 +1,6 @@
 """The benchmark machinery: statistics on known samples, accumulators, warm-up, interleaving,
-Ctrl-C, the ``edgerun benchmark`` CLI and its JSON/CSV schema. No timed assertions (DESIGN.md)."""
+Ctrl-C, the ``edgerun benchmark`` CLI and its JSON/CSV schema. No timed assertions: speed targets
+live in benchmarks/ (README "Layout")."""
 from __future__ import annotations
 
 import csv

@@ -9,10 +9,10 @@ import urllib.request
 
 import cv2
 import pytest
-from mjpeg_server import MJPEGCamera
-from stream_fault_cases import CLIProcess
 from stream_fixtures import frames, tiny_detector, write_video
 
+from edgerun.runtime.bench.camera import MJPEGCamera
+from edgerun.runtime.bench.faults import CLIProcess
 from edgerun.runtime.cli import main
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import cv2
 import pytest
-from mjpeg_server import MJPEGCamera
-from stream_fault_cases import outage, resolution_change, sigterm_drain, sink_full, stall
 from stream_fixtures import frames, tiny_detector, write_video
 
 from edgerun.runtime import open_model
+from edgerun.runtime.bench.camera import MJPEGCamera
+from edgerun.runtime.bench.faults import outage, resolution_change, sigterm_drain, sink_full, stall
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
 from badimages import jpeg_bomb  # noqa: E402

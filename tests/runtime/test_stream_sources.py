@@ -6,10 +6,10 @@ import socket
 
 import cv2
 import pytest
-from mjpeg_server import MJPEGCamera
 from stream_fixtures import frames, tiny_detector
 
 from edgerun.runtime import open_model
+from edgerun.runtime.bench.camera import MJPEGCamera
 from edgerun.runtime.sources import ImageError
 from edgerun.runtime.streaming.runner import StreamRunner
 from edgerun.runtime.streaming.sources import ImageSource, VideoSource, open_source

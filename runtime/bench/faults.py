@@ -1,4 +1,5 @@
-"""Stream faults, measured against the loopback MJPEG camera and the real ``edgerun stream`` CLI.
+"""Stream faults, measured against the loopback MJPEG camera (``bench/camera.py``) and the real
+``edgerun stream`` CLI.
 
 Shared by tests/runtime/test_stream_faults.py (which asserts on them) and
 benchmarks/stream_faults.py (which reports them). Every function returns a dict of figures; times
@@ -15,10 +16,15 @@ import sys
 import threading
 import time
 
-from mjpeg_server import MJPEGCamera
+import cv2
+import numpy as np
 
-from edgerun.runtime.streaming.runner import StreamRunner
-from edgerun.runtime.streaming.sources import VideoSource
+from ..streaming.runner import StreamRunner
+from ..streaming.sources import VideoSource
+from .camera import MJPEGCamera
+
+__all__ = ["stall", "outage", "resolution_change", "sink_full", "sigterm_drain", "CLIProcess",
+           "synthetic_frames", "write_video"]
 
 
 def _first(events: list[dict], kind: str) -> float | None:
@@ -144,3 +150,26 @@ def sigterm_drain(model_path: str, source: str, *, after: int = 5, extra: tuple[
     return {"exit": code, "exit_after_signal_s": round(exit_s, 3), "records": len(recs),
             "in_order": [r["frame"] for r in recs] == sorted(r["frame"] for r in recs),
             "lost": lost, **s, "stderr": "".join(proc.err)}
+
+
+def write_video(path: str, images: list[np.ndarray], fps: float = 10.0) -> str:
+    """MJPG .avi (lossy but deterministic to decode)."""
+    h, w = images[0].shape[:2]
+    wr = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for im in images:
+        wr.write(im)
+    wr.release()
+    return path
+
+
+def synthetic_frames(n: int, size: tuple[int, int] = (96, 128), seed: int = 0) -> list[np.ndarray]:
+    """``n`` BGR frames of a bright square moving over a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for i in range(n):
+        img = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
+        x = (5 * i) % (w - 30)
+        img[h // 3:h // 3 + 30, x:x + 30] = (250, 240, 230)
+        out.append(img)
+    return out

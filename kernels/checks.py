@@ -1,5 +1,6 @@
-"""Validation helpers for the public kernel wrappers. Numba does not bounds-check, so every
-wrapper checks dtype, rank, shape and ``out=`` buffers here before any njit call."""
+"""Validation helpers for the public kernel wrappers (and the task classes' option checks). Numba does
+not bounds-check, so every wrapper checks dtype, rank, shape and ``out=`` buffers here before any
+njit call."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""A loopback MJPEG-over-HTTP camera for stream tests (127.0.0.1 only, stopped by the test).
+"""A loopback MJPEG-over-HTTP camera for stream fault runs and tests (127.0.0.1 only, stopped by its user).
 
 Each connection streams ``frames`` JPEG frames at ``fps`` then, per ``script``, disconnects or
 stalls; ``sizes[i]`` is the resolution served on connection i (a new size = resolution change),
@@ -18,8 +18,12 @@ import time
 import cv2
 import numpy as np
 
+__all__ = ["MJPEGCamera"]
+
 
 class MJPEGCamera:
+    """The camera; a context manager (``with MJPEGCamera(...) as cam: VideoSource(cam.url)``)."""
+
     def __init__(self, sizes=((240, 320),), frames: int = 30, fps: float = 30.0, end: str = "disconnect",
                  stall: float = 0.0, change_at: int | None = None, max_connections: int = 20,
                  outage: float = 0.0, corrupt: tuple[int, ...] = (), replace: dict[int, bytes] | None = None):

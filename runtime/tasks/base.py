@@ -1,0 +1,198 @@
+"""``Task``: what every task class shares: session, spec, per-thread buffers and the three stages.
+
+    geometry = task.plan(h, w)                               # where the frame lands (once per frame)
+    tensor, geometry = task.preprocess(image, fmt)           # into a reused per-thread buffer
+    outputs = task.infer(tensor)                             # ORT (or a worker's own session)
+    result = task.postprocess(outputs, geometry)             # each task's own
+    result = task.run(image, fmt)                            # the three, timed into result.timings
+
+A subclass checks the model in ``__init__`` (then calls ``super().__init__``), names its options in
+``OPTIONS`` (the ones ``from_path`` and ``open_model`` hand to ``__init__``) and writes ``postprocess``.
+Streams (``streaming/stages.py``) and benchmarks (``bench.EdgerunPipeline``) call these stages
+instead of re-spelling them: stage names are ``STAGES``, buffer shapes ``tensor_shape``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
+from edgerun.kernels.preprocess import Geometry, letterbox, plan
+
+from ..session import Session
+from ..spec import ModelSpec, fit_input_size, resolve_spec
+
+__all__ = ["Task", "STAGES", "frame_size"]
+
+STAGES = ("preprocess", "inference", "postprocess")  # the keys of every result's ``timings``
+Clock = Callable[[str], None]  # called with a stage's name right after the stage ends
+
+
+def frame_size(image: np.ndarray, pixel_format: str = "bgr") -> tuple[int, int]:
+    """(height, width) of the picture in a raw frame buffer (4:2:0 YUV buffers are 1.5x as tall)."""
+    if not isinstance(image, np.ndarray):
+        raise EdgerunTypeError(f"image: expected a numpy.ndarray, got {type(image).__name__}")
+    if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise EdgerunValueError(f"image: expected a non-empty image, got shape {image.shape}")
+    if pixel_format in ("nv12", "nv21", "i420"):
+        return image.shape[0] * 2 // 3, image.shape[1]
+    return image.shape[0], image.shape[1]
+
+
+class Task:
+    """A model on ONNX Runtime with Numba pre/post-processing; subclasses add ``postprocess``.
+
+    Thread-safe: threads may share one task object (each thread gets its own input buffers).
+    """
+
+    #: task options ``from_path`` passes to ``__init__`` (in this order when given positionally);
+    #: every other keyword is a ModelSpec override
+    OPTIONS: tuple[str, ...] = ()
+
+    def __init__(self, session: Session, spec: ModelSpec):
+        self.session = session
+        self.spec = spec
+        self.tensor_dtype = np.dtype(np.float16 if spec.input_dtype == "float16" else np.float32)
+        self._local = threading.local()
+
+    @classmethod
+    def from_path(cls, path: str, *options: Any, threads: int | None = None, spin: bool | str | None = None,
+                  providers: Sequence[str] | None = None, **kwargs: Any):
+        """Open an ONNX file as this task. Keywords in ``OPTIONS`` (or the first positional ones,
+        in that order) go to the task; the others replace ModelSpec fields (e.g.
+        ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``; an ``input_size`` the graph
+        cannot take is refused here). ``spin``: ORT spin-waiting, "off" | "on" | "stop" | True | False,
+        None for ``session.DEFAULT_SPIN``."""
+        if len(options) > len(cls.OPTIONS):
+            raise TypeError(f"{cls.__name__}.from_path takes at most {len(cls.OPTIONS)} positional "
+                            f"options {cls.OPTIONS}, got {len(options)}")
+        opts = dict(zip(cls.OPTIONS, options))
+        for k in [k for k in kwargs if k in cls.OPTIONS]:
+            if k in opts:
+                raise TypeError(f"{cls.__name__}.from_path got {k!r} twice")
+            opts[k] = kwargs.pop(k)
+        session = Session(str(path), threads=threads, spin=spin, providers=providers)
+        spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)
+        session, spec = fit_input_size(session, spec)
+        return cls(session, spec, **opts)
+
+    # -- the three stages -------------------------------------------------------------------
+    @property
+    def resize_mode(self) -> str:
+        """The preprocessing mode: the spec's, or "rect" for letterbox models with dynamic H/W."""
+        s = self.spec
+        return "rect" if (s.dynamic_hw and s.rect and s.resize == "letterbox") else s.resize
+
+    def plan(self, height: int, width: int) -> Geometry:
+        """Where an image of this size lands in the model input."""
+        s = self.spec
+        return plan(height, width, s.input_size, mode=self.resize_mode, stride=s.stride,
+                    pad_position=s.pad_position, resize_short=s.resize_short)
+
+    def geometry(self, image: np.ndarray, pixel_format: str = "bgr") -> Geometry:
+        """``plan`` for this frame buffer."""
+        return self.plan(*frame_size(image, pixel_format))
+
+    def tensor_shape(self, n: int, geometry: Geometry) -> tuple[int, int, int, int]:
+        """The model input's shape for ``n`` frames of this geometry (NCHW or NHWC)."""
+        g = geometry
+        return (n, 3, g.dst_h, g.dst_w) if self.spec.layout == "nchw" else (n, g.dst_h, g.dst_w, 3)
+
+    def preprocess(self, image: np.ndarray, pixel_format: str = "bgr", out: np.ndarray | None = None,
+                   geometry: Geometry | None = None) -> tuple[np.ndarray, Geometry]:
+        """Image -> model input tensor (1, C, H, W) or (1, H, W, C), written into ``out`` or a reused
+        per-thread buffer. ``geometry``: this frame's ``geometry()`` when already computed."""
+        geo = self.geometry(image, pixel_format) if geometry is None else geometry
+        if out is None:
+            out = self._buffer(self.tensor_shape(1, geo))
+        s = self.spec
+        _, geo = letterbox(image, s.input_size, pixel_format=pixel_format, mode=self.resize_mode,
+                           stride=s.stride, pad_value=s.pad_value, pad_position=s.pad_position,
+                           channel_order=s.channel_order, scale=s.scale, mean=s.mean, std=s.std,
+                           layout="chw" if s.layout == "nchw" else "hwc", dtype=self.tensor_dtype,
+                           out=out[0], resize_short=s.resize_short, geometry=geo)
+        return out, geo
+
+    def infer(self, tensor: np.ndarray, session: Session | None = None) -> list[np.ndarray]:
+        """Run the model on a prepared tensor (on ``session``, e.g. a stream worker's, if given)."""
+        return (session or self.session).run({self.spec.input_name: tensor})
+
+    def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0):
+        """Raw outputs of image ``batch_index`` -> this task's result, in source pixels."""
+        raise NotImplementedError(f"{type(self).__name__}.postprocess")
+
+    # -- timed calls ------------------------------------------------------------------------
+    def run(self, image: np.ndarray, pixel_format: str = "bgr", *, clock: Clock | None = None):
+        """The three stages on one frame: uint8 BGR/RGB (H, W, 3), GRAY (H, W), NV12/NV21/I420
+        (H*3//2, W) or YUYV (H, W, 2), as named by ``pixel_format``. The result's ``timings``
+        hold each stage's ms; ``clock(stage)`` (e.g. a benchmark recorder's) is called after each."""
+        t0 = time.perf_counter()
+        tensor, geo = self.preprocess(image, pixel_format)
+        t1 = _tick(clock, "preprocess")
+        outputs = self.infer(tensor)
+        t2 = _tick(clock, "inference")
+        result = self.postprocess(outputs, geo)
+        t3 = _tick(clock, "postprocess")
+        result.timings = dict(zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)))
+        return result
+
+    def run_batch(self, images: Iterable[np.ndarray], pixel_format: str = "bgr", *,
+                  clock: Clock | None = None) -> list:
+        """``run`` on several frames; one batched ORT run when the model has a dynamic batch axis
+        and the frames share one input geometry, else frame by frame. Timings are per frame."""
+        images = list(images)
+        if not images:
+            return []
+        geos = [self.geometry(im, pixel_format) for im in images]
+        if not self.spec.dynamic_batch or len({(g.dst_h, g.dst_w) for g in geos}) != 1:
+            return [self.run(im, pixel_format, clock=clock) for im in images]
+        t0 = time.perf_counter()
+        batch = self._buffer(self.tensor_shape(len(images), geos[0]))
+        for i, (im, g) in enumerate(zip(images, geos)):
+            self.preprocess(im, pixel_format, out=batch[i:i + 1], geometry=g)
+        t1 = _tick(clock, "preprocess")
+        outputs = self.infer(batch)
+        t2 = _tick(clock, "inference")
+        results = [self.postprocess(outputs, g, i) for i, g in enumerate(geos)]
+        t3 = _tick(clock, "postprocess")
+        n = len(images)
+        for r in results:
+            r.timings = dict(zip(STAGES, ((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n, (t3 - t2) * 1e3 / n)))
+        return results
+
+    # the name every caller (CLI, batch, streams of any task) uses for one frame / several
+    detect = run
+    detect_batch = run_batch
+
+    def close(self) -> None:
+        """Release the ORT session."""
+        self.session = None  # type: ignore[assignment]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's reused input buffer of ``shape``."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        buf = bufs.get(shape)
+        if buf is None:
+            if len(bufs) > 8:  # rect mode: a few aspect ratios at most in practice
+                bufs.clear()
+            buf = bufs[shape] = np.empty(shape, self.tensor_dtype)
+        return buf
+
+
+def _tick(clock: Clock | None, stage: str) -> float:
+    t = time.perf_counter()
+    if clock is not None:
+        clock(stage)
+    return t
