@@ -1,46 +1,33 @@
-"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch.
+"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export.
 
 Exit status: 0 all inputs processed; 1 some inputs could not be read (each reported on stderr,
-the others still processed); 2 usage error, missing/unusable model or source.
+the others still processed); 2 usage error, missing/unusable model or source; 130 interrupted;
+141 stdout was closed by its reader (``edgerun ... | head``), as for other Unix tools.
+Every user mistake is one ``edgerun: error: ...`` line on stderr naming the problem and the fix.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import hashlib
 import importlib
 import json
 import logging
 import os
+import re
 import sys
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from edgerun.kernels.errors import EdgerunError
 
-# Ultralytics-style `key=value` arguments and their edgerun flags
-_KV = {"model": None, "source": None, "conf": "--conf", "iou": "--iou", "max_det": "--max-det",
-       "imgsz": "--imgsz", "save": "--save", "agnostic_nms": "--agnostic", "device": None}
+__all__ = ["main", "UsageError", "compile_notice", "check_output_file"]
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` shows for `cat` cut off by `head`
 
 
-def _translate_kv(argv: list[str]) -> list[str]:
-    """Accept Ultralytics' habit ``model=x.onnx source=img.jpg conf=0.3`` as well as flags."""
-    out, pos = [], {}
-    for a in argv:
-        key, sep, val = a.partition("=")
-        if sep and not a.startswith("-") and key in _KV:
-            if key in ("model", "source"):
-                pos[key] = val
-            elif key == "device":
-                continue  # CPU only; accepted for compatibility
-            elif key == "agnostic_nms":
-                out += ["--agnostic"] if val.lower() == "true" else []
-            elif key == "save" and val.lower() in ("true", "false"):
-                out += ["--save", "runs/predict"] if val.lower() == "true" else []
-            else:
-                out += [_KV[key], val]
-        else:
-            out.append(a)
-    head = [v for k in ("model", "source") if (v := pos.get(k))]
-    return head + out if head else out
+class UsageError(EdgerunError, ValueError):
+    """A command line edgerun cannot run as given (exit status 2)."""
 
 
 # Commands whose options and code live in their own modules: (module, entry point, help)
@@ -52,75 +39,375 @@ _COMMANDS = {
     "batch": ("edgerun.runtime.batch.run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
     "export": ("edgerun.export.cli", "run_export", "finish an ONNX model: metadata, fp16/int8, verified"),
 }
+_ALL = ("predict", "info", "warmup", *_COMMANDS)
+
+# -- key=value arguments ------------------------------------------------------------------------
+# Commands taking Ultralytics-style `key=value` arguments, and their positionals in order.
+_KV_POSITIONALS = {"predict": (), "stream": ("model", "source"), "benchmark": ("model", "source"),
+                   "info": ("model",)}
+# Ultralytics' (and YOLOv5's) spellings -> edgerun's option
+_KV_ALIASES = {"agnostic_nms": "agnostic", "conf_thres": "conf", "iou_thres": "iou"}
+# Ultralytics keys edgerun does not take, with what to do instead
+_KV_ELSEWHERE = {
+    "half": "precision is chosen when exporting: edgerun export MODEL.onnx -o OUT.onnx --half",
+    "int8": "precision is chosen when exporting: edgerun export MODEL.onnx -o OUT.onnx --int8 --calib DIR",
+    "classes": "there is no class filter; keep the classes you want from --json (class_id, class_name)",
+    "show": "there is no window; watch in a browser with edgerun stream MODEL SOURCE --view PORT",
+    "save_txt": "use --json (one JSON object per frame) instead",
+    "project": "give the output directory with save=DIR (--save DIR)",
+    "name": "give the output directory with save=DIR (--save DIR)",
+    "verbose": "put -v before the command: edgerun -v predict ...",
+    "stream": "for videos and cameras as a pipeline use edgerun stream MODEL SOURCE",
+    "batch": "for many files on Ray use edgerun batch MODEL SOURCES -o OUT.jsonl",
+    "vid_stride": "every frame of a video is processed; edgerun stream --max-fps N samples a live source",
+    "augment": "test-time augmentation is not supported",
+    "retina_masks": "masks are always mapped to the source image size",
+    "line_width": "annotation line width is fixed",
+}
+_KV_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Option string (``--conf``) -> action, for every optional of ``parser``."""
+    return {s: a for a in parser._actions for s in a.option_strings}  # argparse has no public view
+
+
+def _kv_keys(parser: argparse.ArgumentParser, command: str) -> dict[str, argparse.Action | None]:
+    """The ``key=`` names a command takes: each option's dest, aliases, and its positionals (None)."""
+    keys: dict[str, argparse.Action | None] = {}
+    for a in parser._actions:
+        if a.option_strings and a.dest not in ("help", "verbose", "version"):
+            keys[a.dest] = a
+    for alias, dest in _KV_ALIASES.items():
+        if dest in keys:
+            keys[alias] = keys[dest]
+    for name in _KV_POSITIONALS[command]:
+        keys[name] = None
+    if command == "predict":
+        keys["device"] = None
+    return keys
+
+
+def _kv_value(key: str, value: str, action: argparse.Action, command: str) -> list[str]:
+    """The flag tokens one ``key=value`` stands for."""
+    flag = max(action.option_strings, key=len)
+    if action.nargs == 0:  # a switch: key=True / key=False
+        if value.lower() not in _TRUE + _FALSE:
+            raise UsageError(f"{key}={value}: expected {key}=True or {key}=False")
+        return [flag] if value.lower() in _TRUE else []
+    if command == "predict" and key == "save" and value.lower() in _TRUE + _FALSE:
+        return [flag, "runs/predict"] if value.lower() in _TRUE else []
+    if action.nargs in ("+", "*"):
+        parts = [v for v in re.split(r"[,\s\[\]()]+", value) if v]
+        return [flag, *parts]
+    if key == "source" and value.startswith("[") and value.endswith("]"):  # source=[a.jpg,b.jpg]
+        return [t for v in value[1:-1].split(",") if v.strip() for t in (flag, v.strip().strip("'\""))]
+    return [flag, value]
+
+
+def _unknown_key(key: str, value: str, keys: dict, command: str) -> UsageError:
+    if key in _KV_ELSEWHERE:
+        return UsageError(f"{key}={value}: edgerun {command} has no {key!r} option; {_KV_ELSEWHERE[key]}")
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}=?" if close else f"known keys: {', '.join(sorted(keys))}"
+    return UsageError(f"unknown argument {key}={value}: {hint} (see edgerun {command} --help)")
+
+
+def translate_kv(argv: list[str], parser: argparse.ArgumentParser, command: str) -> list[str]:
+    """Rewrite Ultralytics' ``key=value`` arguments (``model=x.onnx source=a.jpg conf=0.3``) as
+    edgerun's flags, in any order. A token that names an existing file is left alone; a token
+    that is a flag's value (``--save out=1``) too. Unknown keys raise ``UsageError``."""
+    opts, keys = _options(parser), _kv_keys(parser, command)
+    out: list[str] = []
+    head: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok.startswith("-"):
+            out.append(tok)
+            action = opts.get(tok.split("=", 1)[0])
+            if action is None or "=" in tok or action.nargs == 0:
+                continue
+            n = 1 if action.nargs is None else None  # None: as many as follow (nargs + / *)
+            while i < len(argv) and (n is None or n > 0) and not argv[i].startswith("-"):
+                if n is None and _KV_RE.fullmatch(argv[i]) and not os.path.exists(argv[i]):
+                    break
+                out.append(argv[i])
+                i += 1
+                n = n - 1 if n else n
+            continue
+        m = _KV_RE.fullmatch(tok)
+        if m is None or os.path.exists(tok):
+            out.append(tok)
+            continue
+        key, value = m.group(1), m.group(2)
+        if key not in keys:
+            raise _unknown_key(key, value, keys, command)
+        if key == "device":
+            if value.lower() != "cpu":
+                raise UsageError(f"device={value}: edgerun runs on the CPU only; omit device= or use device=cpu")
+            continue
+        if keys[key] is None:  # a positional of this command
+            if key in head and head[key] != value:
+                raise UsageError(f"{key} given twice ({head[key]} and {value}): give it once")
+            head[key] = value
+            continue
+        out += _kv_value(key, value, keys[key], command)
+    ordered = [head[k] for k in _KV_POSITIONALS[command] if k in head]
+    return ordered + out
+
+
+# -- the parser -------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``edgerun: error:`` line (raised, printed by ``main``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if m and m.group(1).startswith("-"):
+            close = difflib.get_close_matches(m.group(1).split("=")[0], list(_options(self)), n=1, cutoff=0.6)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        raise UsageError(f"{message}; see {self.prog} --help")
+
+
+class _Once(argparse.Action):
+    """``store`` that refuses one option given twice with different values (``--conf 0.5 conf=0.3``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given", {})
+        if option_string and self.dest in given and given[self.dest][1] != values:
+            first = given[self.dest][0]
+            raise UsageError(f"{option_string} given twice with different values ({first} and "
+                             f"{_show(values)}): give it once")
+        if option_string:
+            given[self.dest] = (_show(values), values)
+        setattr(namespace, self.dest, values)
+
+
+def _show(values: Any) -> str:
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    def v(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    py = ".".join(map(str, sys.version_info[:3]))
+    return (f"edgerun {v('edgerun')} (onnxruntime {v('onnxruntime')}, numba {v('numba')}, numpy {v('numpy')}, "
+            f"opencv {v('opencv-python-headless')}, Python {py})")
+
+
+_EXIT_HELP = ("exit status: 0 every input processed; 1 some inputs could not be read (each named on "
+              "stderr); 2 usage error or unusable model/source; 130 interrupted; 141 stdout closed "
+              "(e.g. | head).")
+_KV_HELP = ("key=value: Ultralytics-style arguments are accepted in any order beside the others: every "
+            "--option spelled as its name with underscores (--max-det 100 is max_det=100, --json is "
+            "json=True){extra}. An unknown key is an error naming the closest known one; an option "
+            "given twice with different values is an error.")
+_PREDICT_EPILOG = (_KV_HELP.format(extra=", plus model=M.onnx, source=S (repeatable, or "
+                                   "source=[a.jpg,b.jpg]), agnostic_nms=True, save=True (runs/predict) "
+                                   "and device=cpu") + "\n\n"
+                   "examples:\n"
+                   "  edgerun predict yolov8n.onnx bus.jpg            # an image\n"
+                   "  edgerun predict yolov8n.onnx photos/*.jpg clip.mp4 --json > out.jsonl\n"
+                   "  edgerun predict model=yolov8n.onnx source=photos/ conf=0.4 save=True\n"
+                   "  edgerun predict --demo --save runs/demo         # the bundled demo detector\n\n"
+                   + _EXIT_HELP)
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgerun", description="Fast, faithful vision inference on edge CPUs.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what was inferred")
-    sub = p.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="edgerun", description="Fast, faithful vision inference on edge CPUs.",
+                epilog=_EXIT_HELP + " Run edgerun COMMAND --help for a command's options.", formatter_class=fmt)
+    p.add_argument("-v", "--verbose", action="store_true", help="log what was inferred; show tracebacks")
+    p.add_argument("-V", "--version", action="version", version=_version(), help="print versions and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands: dict[str, argparse.ArgumentParser] = {}
+    p.set_defaults(_commands=commands)  # each command's own parser, for translate_kv
 
-    pr = sub.add_parser("predict", help="detect objects in images, directories, globs or videos")
-    pr.add_argument("inputs", nargs="*", help="[MODEL.onnx] [SOURCE]; no model: the bundled demo")
+    def add(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog, formatter_class=fmt)
+        sp.register("action", None, _Once)
+        sp.register("action", "store", _Once)
+        commands[name] = sp
+        return sp
+
+    pr = add("predict", "detect objects in images, directories, globs or videos", _PREDICT_EPILOG)
+    pr.add_argument("inputs", nargs="*", metavar="[MODEL.onnx] SOURCE",
+                    help="the model (first .onnx) and every image, directory, glob or video to run on")
+    pr.add_argument("--model", help="the ONNX model (same as a positional MODEL.onnx; key: model=)")
+    pr.add_argument("--source", action="append", default=[], help="an input, repeatable (key: source=)")
+    pr.add_argument("--demo", action="store_true",
+                    help="run the bundled demo detector (the default when no model and no source is given)")
     pr.add_argument("--conf", type=float, help="score threshold (default 0.25; faces 0.9)")
     pr.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7; faces 0.3)")
-    pr.add_argument("--max-det", type=int, default=300, help="max detections per image")
-    pr.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-    pr.add_argument("--imgsz", type=int, nargs="+", help="model input size (dynamic models)")
+    pr.add_argument("--max-det", type=int, default=300, help="max detections per image (default 300)")
+    pr.add_argument("--agnostic", action="store_true", help="class-agnostic NMS (key: agnostic_nms=True)")
+    pr.add_argument("--imgsz", type=int, nargs="+", metavar="N",
+                    help="model input size H [W], only for models with a dynamic input size")
     pr.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
-    pr.add_argument("--save", metavar="DIR", help="write annotated images/videos into DIR")
+    pr.add_argument("--save", metavar="DIR", help="write annotated images/videos into DIR (created)")
     pr.add_argument("--json", action="store_true", help="one JSON object per frame on stdout")
     pr.add_argument("--task", choices=("detect", "segment", "pose", "classify", "face", "semantic"),
                     help="override the task read from the model (default: from metadata or the graph)")
     pr.add_argument("--head", help="override the output head (yolov8, yolov5, yolox, end2end)")
     pr.add_argument("--num-classes", type=int, help="override the class count")
 
-    info = sub.add_parser("info", help="show a model's inputs, outputs, metadata and resolved spec")
-    info.add_argument("model")
-    info.add_argument("--json", action="store_true")
+    info = add("info", "show a model's inputs, outputs, metadata and resolved spec",
+               _KV_HELP.format(extra=", plus model=M.onnx") + "\n\n" + _EXIT_HELP)
+    info.add_argument("model", help="the ONNX model")
+    info.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
-    sub.add_parser("warmup", help="compile and cache every kernel the runtime uses")
+    add("warmup", "compile and cache every kernel the runtime uses", _EXIT_HELP)
 
-    for name, (module, run, help_text) in _COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
+    for name, (module, _run, help_text) in _COMMANDS.items():
+        extra = ", plus model= and source=" if name in _KV_POSITIONALS else ""
+        epilog = (_KV_HELP.format(extra=extra) + "\n\n" if name in _KV_POSITIONALS else "") + _EXIT_HELP
+        sp = add(name, help_text, epilog)
         if only in (None, name):  # only the chosen command's options are built (and imported)
             importlib.import_module(module).add_arguments(sp)
     return p
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    i = next((k for k, a in enumerate(argv) if not a.startswith("-")), None)
+    command = argv[i] if i is not None else None
+    if command is not None and command not in _ALL:
+        close = difflib.get_close_matches(command, _ALL, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}?" if close else f"commands: {', '.join(_ALL)}"
+        raise UsageError(f"unknown command {command!r}: {hint} (see edgerun --help)")
+    parser = _parser(command)
+    if command in _KV_POSITIONALS:
+        sp = parser.get_default("_commands")[command]
+        argv = argv[:i + 1] + translate_kv(argv[i + 1:], sp, command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        raise UsageError("no command given: edgerun predict MODEL.onnx SOURCE, or see edgerun --help")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "predict":
-        argv = ["predict"] + _translate_kv(argv[1:])
-    only = argv[0] if argv and argv[0] in ("predict", "info", "warmup", *_COMMANDS) else None
-    args = _parser(only).parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
     try:
-        if args.command == "predict":
-            from .predict import run_predict
-            return run_predict(args)
-        if args.command == "info":
-            return _info(args)
-        if args.command == "warmup":
-            return _warmup()
-        if args.command in _COMMANDS:
-            module, run, _ = _COMMANDS[args.command]
-            return getattr(importlib.import_module(module), run)(args)
+        try:
+            args = _parse(argv)
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format="%(message)s", stream=sys.stderr)
+            code = _dispatch(args)
+            sys.stdout.flush()  # a closed pipe shows here for buffered output, not at exit
+            return code
+        except BrokenPipeError:  # the reader (`| head`) has what it wanted: end quietly
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
     except EdgerunError as exc:
-        print(f"edgerun: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("edgerun: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # an output that cannot be written, a device that went away
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return _fail(f"{where}{exc.strerror or exc}", verbose)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user; -v shows it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if type(exc).__module__.startswith("onnxruntime"):
+            return _fail(f"ONNX Runtime: {first}", verbose)
+        return _fail(f"unexpected {type(exc).__name__}: {first} (a bug; rerun with edgerun -v ... "
+                     "and report the traceback)", verbose)
+
+
+def _fail(message: str, traceback: bool = False) -> int:
+    if traceback:
+        import traceback as tb
+        tb.print_exc()
+    print(f"edgerun: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
 
 
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so nothing buffered for a closed stdout raises again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "predict":
+        from .predict import run_predict
+        return run_predict(args)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "warmup":
+        return _warmup()
+    if args.command == "export":
+        check_output_file(args.output, "-o/--output")
+    module, run, _ = _COMMANDS[args.command]
+    return getattr(importlib.import_module(module), run)(args)
+
+
+# -- helpers shared by the commands -----------------------------------------------------------
+def check_output_file(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any long work: its folder must
+    exist and be writable, and the path must not be a directory."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: folder {parent} does not exist; create it first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: folder {parent} is not writable; choose another path")
+
+
+_KERNEL_MODULES = ("camera.py", "decode.py", "nms.py", "boxes.py")  # letterbox lives in camera.py
+
+
+def kernels_cached() -> bool:
+    """True when this install's main kernels are in the kernel cache (``kernels/_jit.py`` names
+    each module's cache folder ``<file>-<sha1 of its path>``; Numba writes ``*.nbi`` index files)."""
+    from edgerun import kernels
+    from edgerun.kernels._jit import cache_dir
+
+    root = cache_dir()
+    if root is None:
+        return False
+    here = os.path.dirname(os.path.abspath(kernels.__file__))
+    for name in _KERNEL_MODULES:
+        sub = hashlib.sha1(os.path.join(here, name).encode()).hexdigest()[:16]
+        folder = os.path.join(root, f"{name}-{sub}")
+        if not os.path.isdir(folder) or not any(f.endswith(".nbi") for f in os.listdir(folder)):
+            return False
+    return True
+
+
+def compile_notice() -> bool:
+    """Say once, before the first frame, that kernels compile now (not cached yet); True if said."""
+    if kernels_cached():
+        return False
+    print("edgerun: compiling kernels (first run only, ~10 s; `edgerun warmup` does it ahead of time)",
+          file=sys.stderr, flush=True)
+    return True
+
+
+# -- info and warmup ----------------------------------------------------------------------------
 def _info(args) -> int:
     from ..session import Session
     from ..spec import resolve_spec
 
     sess = Session(args.model)
     spec = resolve_spec(sess.metadata, sess.inputs, sess.outputs)
+    problem, task_spec = _problem(sess, spec)
+    spec = task_spec or spec
     report = {
         "model": os.path.abspath(args.model),
         "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.__name__} for t in sess.inputs],
@@ -128,7 +415,7 @@ def _info(args) -> int:
         "metadata": {k: (v if len(v) < 200 else v[:197] + "...") for k, v in sess.metadata.items()},
         "spec": spec.describe(),
         "guessed": list(spec.guessed),
-        "problem": _problem(sess, spec),
+        "problem": problem,
     }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -145,23 +432,24 @@ def _info(args) -> int:
     return _refuse(report["problem"])
 
 
-def _problem(sess, spec) -> str | None:
-    """Why no task object can run this model as described (the check ``open_model`` makes), or None."""
+def _problem(sess, spec):
+    """(why no task object can run this model as described, or None; the task's own spec)."""
     from ..tasks.dispatch import TASK_CLASSES
 
     if spec.task not in TASK_CLASSES:
-        return f"{sess.path}: task {spec.task!r} is not supported yet"
+        return f"{sess.path}: task {spec.task!r} is not supported yet", None
     try:
-        TASK_CLASSES[spec.task][0](sess, spec)
+        task = TASK_CLASSES[spec.task][0](sess, spec)
     except EdgerunError as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+    return None, getattr(task, "spec", None)
 
 
 def _refuse(problem: str | None) -> int:
     """The description is printed either way; a model nothing can run still exits 2."""
     if problem is None:
         return 0
+    sys.stdout.flush()
     print(f"edgerun: error: {problem}", file=sys.stderr)
     return 2
 

@@ -372,6 +372,7 @@ class StreamRunner:
                 det = self.model.postprocess(item.slot.outputs, item.geometry)
                 item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
                 det.timings = {k: item.ms.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")}
+                det.names = self.model.spec.names
             except (EdgerunError, ValueError, TypeError) as exc:
                 item.error = f"postprocess: {exc}"
         self._slots.put(item.slot)

@@ -6,6 +6,9 @@ out) get torchvision's conventions, reported in ``spec.guessed`` (see ``spec._gu
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
 import threading
 from typing import Any, Sequence
 
@@ -23,6 +26,14 @@ from ..spec import ModelSpec, resolve_spec
 __all__ = ["Classifier"]
 
 
+@functools.lru_cache(maxsize=1)
+def _imagenet_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names shipped in ``runtime/data/imagenet1k.txt`` (see its .md)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "imagenet1k.txt")
+    with open(path, encoding="utf-8") as f:
+        return tuple(line.rstrip("\n") for line in f)
+
+
 class Classifier(Detector):
     """An image classifier on ONNX Runtime. ``classify(image)`` -> ``Classifications`` (top-k).
 
@@ -36,6 +47,8 @@ class Classifier(Detector):
         if len(out) != 2 or (isinstance(out[1], int) and out[1] != spec.num_classes):
             raise ModelError(f"{session.path}: expected a (N, {spec.num_classes}) output, got {out}; "
                              "override num_classes or open the model with the right task")
+        if not spec.names and spec.num_classes == len(_imagenet_names()):  # an ImageNet-1k model
+            spec = dataclasses.replace(spec, names=_imagenet_names(), guessed=tuple(sorted({*spec.guessed, "names"})))
         self.session = session
         self.spec = spec
         self.top_k = _check.positive_int("top_k", top_k)

@@ -131,6 +131,7 @@ class Detector:
         t3 = time.perf_counter()
         det.timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
                        "postprocess": (t3 - t2) * 1e3}
+        det.names = self.spec.names  # the spec's tuple (not a copy): to_records() names classes
         return det
 
     def detect_batch(self, images: Iterable[np.ndarray], pixel_format: str = "bgr") -> list[Detections]:
@@ -155,6 +156,7 @@ class Detector:
         for d in dets:
             d.timings = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                          "postprocess": (t3 - t2) * 1e3 / n}
+            d.names = self.spec.names
         return dets
 
     def close(self) -> None:
