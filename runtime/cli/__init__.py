@@ -164,12 +164,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one ``edgerun: error:`` line (raised, printed by ``main``)."""
 
     def error(self, message: str):  # type: ignore[override]
-        m = re.match(r"unrecognized arguments: (\S+)", message)
-        if m and m.group(1).startswith("-"):
-            close = difflib.get_close_matches(m.group(1).split("=")[0], list(_options(self)), n=1, cutoff=0.6)
-            if close:
-                message += f" (did you mean {close[0]}?)"
         raise UsageError(f"{message}; see {self.prog} --help")
+
+
+def _unrecognized(extra: list[str], parser: argparse.ArgumentParser) -> UsageError:
+    """Arguments no option of the command takes; a misspelt option gets the closest one."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    flag = next((e for e in extra if e.startswith("-")), None)
+    if flag:
+        close = difflib.get_close_matches(flag.split("=")[0], list(_options(parser)), n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+    return UsageError(f"{message}; see {parser.prog} --help")
 
 
 class _Once(argparse.Action):
@@ -283,10 +289,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         hint = f"did you mean {close[0]}?" if close else f"commands: {', '.join(_ALL)}"
         raise UsageError(f"unknown command {command!r}: {hint} (see edgerun --help)")
     parser = _parser(command)
+    sp = parser.get_default("_commands").get(command, parser)
     if command in _KV_POSITIONALS:
-        sp = parser.get_default("_commands")[command]
         argv = argv[:i + 1] + translate_kv(argv[i + 1:], sp, command)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise _unrecognized(extra, sp)
     if args.command is None:
         raise UsageError("no command given: edgerun predict MODEL.onnx SOURCE, or see edgerun --help")
     return args
