@@ -103,10 +103,10 @@ def check_imgsz(det, imgsz: list[int] | None, model: str) -> None:
 
 def run_predict(args) -> int:
     model, sources, demo = resolve_inputs(args)
-    files = expand_inputs(sources) if sources else []
-    check_save_dir(args.save)
     if not os.path.isfile(model):
         raise UsageError(f"model file not found: {model}")
+    files = expand_inputs(sources) if sources else []
+    check_save_dir(args.save)
     overrides: dict[str, Any] = {}
     if args.imgsz:
         overrides["input_size"] = tuple(args.imgsz * 2 if len(args.imgsz) == 1 else args.imgsz[:2])
