@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 __all__ = ["add_arguments", "run_export"]
 
@@ -38,9 +37,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "that is not a plain state_dict: this runs arbitrary code from the file")
 
 
-def _progress(i: int, n: int) -> None:
-    end = "\n" if i == n else ""
-    print(f"\rcalibrating {i}/{n}", end=end, file=sys.stderr, flush=True)
+class _Progress:
+    """Calibration progress through ``edgerun.runtime.progress.Progress`` (a bar on a TTY, plain
+    lines in a log, never a carriage return): the ``progress(i, n)`` callback of the exporters."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, i: int, n: int) -> None:
+        from edgerun.runtime.progress import Progress
+
+        if self.bar is None:
+            self.bar = Progress("calibrating", n, "image")
+        self.bar.update(i - self.bar.n)
+        if i >= n:
+            self.bar.close()
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -52,7 +63,7 @@ def run_export(args: argparse.Namespace) -> int:
         r = export_checkpoint(args.source, args.output, imgsz=imgsz, dynamic=args.dynamic, force=args.force,
                               precision="fp16" if args.half else "int8" if args.int8 else "fp32",
                               calib=args.calib, verify_images=args.verify_images, threads=args.threads,
-                              progress=_progress)
+                              progress=_Progress())
         print(f"{r['path']}: written in {r['seconds']} s (Ultralytics export {r['export_seconds']} s)\n"
               f"{r['table']}\n{format_gate(r['checkpoint_gate'])}")
         return 0
@@ -66,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
         imgsz = (args.imgsz[0], args.imgsz[-1])
     report = finish_onnx(args.source, args.output, precision=precision, calib=args.calib,
                          calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
-                         force=args.force, min_f1=args.min_f1, threads=args.threads, progress=_progress)
+                         force=args.force, min_f1=args.min_f1, threads=args.threads, progress=_Progress())
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "table"}, indent=2, default=str))
     else:
