@@ -16,7 +16,7 @@ from edgerun.kernels.errors import EdgerunError
 from . import UsageError, compile_notice
 from ..progress import Progress
 from ..results import Classifications, Detections, SemanticMask, frame_record
-from ..sources import VIDEO_EXTS, Frame, expand_source, iter_frames, video_fps
+from ..sources import VIDEO_EXTS, Frame, ImageError, expand_source, iter_frames, read_image, video_fps
 
 __all__ = ["run_predict", "resolve_inputs", "expand_inputs", "DEMO_MODEL"]
 
@@ -127,8 +127,18 @@ def run_predict(args) -> int:
 
 
 def _frames(files: list[str]) -> Iterator[Frame]:
+    """Every frame of every file (already expanded: a dangling link is an error frame, not a
+    missing source); an unreadable file is one Frame with ``error``."""
     for f in files:
-        yield from iter_frames(f)
+        video = os.path.splitext(f)[1].lower() in VIDEO_EXTS
+        if video and os.path.exists(f):
+            yield from iter_frames(f)
+            continue
+        try:
+            yield Frame(f, 0, read_image(f) if not video else None,
+                        None if not video else f"{f}: cannot read file (a dangling link?)")
+        except ImageError as exc:
+            yield Frame(f, 0, None, str(exc))
 
 
 def _total(files: list[str]) -> int | None:
