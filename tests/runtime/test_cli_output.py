@@ -13,7 +13,8 @@ import pytest
 from conftest import SHARED, shared_file
 from stream_fixtures import frames, tiny_detector, write_video
 
-from edgerun.runtime.cli import _parser, main
+from edgerun.runtime.cli import main
+from edgerun.runtime.cli.args import build_parser
 
 
 def _records(out: str) -> list[dict]:
@@ -136,7 +137,7 @@ def test_version(capsys):
 
 
 def test_help_documents_every_option_and_key_value():
-    p = _parser()
+    p = build_parser()
     commands = p.get_default("_commands")
     assert set(commands) == {"predict", "info", "warmup", "stream", "benchmark", "batch", "export"}
     for name, sp in commands.items():
