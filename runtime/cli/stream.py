@@ -210,9 +210,18 @@ def _open(args):
     return model, src
 
 
-def _check_outputs(args):
-    """Refuse unusable outputs before opening anything: the --save folder, the --view port (bound
-    now and returned as the server)."""
+class _LateStatus:
+    """The view's ``/status``: empty until the runner exists, then its ``stats()``."""
+
+    runner: StreamRunner | None = None
+
+    def __call__(self) -> dict:
+        return self.runner.stats() if self.runner is not None else {}
+
+
+def _check_outputs(args, status: _LateStatus):
+    """Refuse unusable options and outputs before opening anything: the --save folder, the --view
+    port (bound now and returned as the server)."""
     check_output_file(args.save, "--save")
     for name, value, low in (("--max-frames", args.max_frames, 1), ("--max-fps", args.max_fps, 1e-9),
                              ("--timeout", args.timeout, 1e-9), ("--threads", args.threads, 1)):
@@ -223,29 +232,28 @@ def _check_outputs(args):
     if args.view is None:
         return None
     from ..streaming.view import ViewServer
-    holder: dict[str, Any] = {}
     try:
-        view = ViewServer(args.view, lambda: holder["runner"].stats())
+        view = ViewServer(args.view, status)
     except OverflowError:
         raise UsageError(f"--view {args.view}: expected a port 0-65535 (0: any free port)") from None
     except OSError as exc:
         raise UsageError(f"--view {args.view}: cannot listen on 127.0.0.1:{args.view} ({exc.strerror}); "
                          "pick another port, or --view 0 for any free one") from None
-    view.holder = holder
     return view
 
 
 def run_stream(args) -> int:
     """Run the stream; 0 on a clean end or a drained stop, 1 if frames or files failed, 130 on abort."""
-    view = _check_outputs(args)
+    status = _LateStatus()
+    view = _check_outputs(args, status)
     try:
-        return _run_stream(args, view)
+        return _run_stream(args, view, status)
     finally:
         if view is not None:
             view.close()
 
 
-def _run_stream(args, view) -> int:
+def _run_stream(args, view, status: _LateStatus) -> int:
     model, src = _open(args)
     events = _Events()
     mode = {"latest": "latest", "every": "every_frame", None: "latest" if src.live else "every_frame"}[args.mode]
@@ -258,7 +266,7 @@ def _run_stream(args, view) -> int:
                           keep_frames=bool(args.save or args.view is not None), on_event=events,
                           stall_timeout=args.timeout)
     if view is not None:
-        view.holder["runner"] = runner
+        status.runner = runner
         print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
     fps = args.max_fps or (src.fps if isinstance(src, VideoSource) else 10.0)
     files = src.files if isinstance(src, ImageSource) else ()
@@ -327,7 +335,9 @@ def _total(src, max_frames: int | None) -> int | None:
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
         cap.release()
         n = n if n > 0 else None
-    return min(n, max_frames) if n is not None and max_frames else n if n is not None else max_frames
+    if n is None or max_frames is None:
+        return max_frames if n is None else n
+    return min(n, max_frames)
 
 
 def _isatty(stream) -> bool:
