@@ -6,10 +6,11 @@
 Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, ``age_ms`` and, with
 ``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.
 Streams over an image folder name each frame's file in ``source``; a file that cannot be read is
-reported, counted as an error and makes the exit status 1. Ctrl-C / SIGTERM: stop reading, drain frames in flight, flush the JSON and the video (always a
-valid file), exit 0; a second signal aborts at once (exit 130; the video is still finalised).
-A failing output (ENOSPC, a closed pipe, an unwritable video path) is a ``sink_error`` event: that
-output is dropped, the stream goes on with the others and stops cleanly (exit 1) when none is left.
+reported, counted as an error and makes the exit status 1. Ctrl-C / SIGTERM: stop reading, drain
+frames in flight, flush the JSON and the video (always a valid file), exit 0; a second signal
+aborts at once (exit 130; the video is still finalised). A --save folder that does not exist and a
+--view port already taken are refused before anything starts (exit 2). A failing output (ENOSPC,
+a closed pipe, a video OpenCV cannot open) is a ``sink_error`` event: that output is dropped, the stream goes on with the others and stops cleanly (exit 1) when none is left.
 """
 from __future__ import annotations
 
