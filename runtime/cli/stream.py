@@ -10,7 +10,8 @@ reported, counted as an error and makes the exit status 1. Ctrl-C / SIGTERM: sto
 frames in flight, flush the JSON and the video (always a valid file), exit 0; a second signal
 aborts at once (exit 130; the video is still finalised). A --save folder that does not exist and a
 --view port already taken are refused before anything starts (exit 2). A failing output (ENOSPC,
-a closed pipe, a video OpenCV cannot open) is a ``sink_error`` event: that output is dropped, the stream goes on with the others and stops cleanly (exit 1) when none is left.
+a closed pipe, a video OpenCV cannot open) is a ``sink_error`` event: that output is dropped, the
+stream goes on with the others and stops cleanly (exit 1) when none is left.
 """
 from __future__ import annotations
 
