@@ -18,9 +18,9 @@ from edgerun.kernels.errors import EdgerunValueError
 
 from . import check_output_file, compile_notice
 from ..bench import report
-from ..progress import Progress
 from ..bench import Case, EdgerunPipeline, Recorder, machine_record, measure, rss_mb
 from ..bench.inputs import PIXEL_FORMATS, FrameSource
+from ..progress import Progress
 
 __all__ = ["BenchConfig", "BenchUsageError", "run", "run_benchmark", "add_arguments"]
 
