@@ -17,7 +17,9 @@ class Detections:
     ``xyxy`` (N, 4) float32, ``confidence`` (N,) float32, ``class_id`` (N,) int64, optional
     ``mask`` (N, H, W) bool and ``tracker_id`` (N,) int64, and ``data`` for extra per-object arrays
     (e.g. ``data["keypoints"]``). ``timings`` holds per-stage milliseconds (``preprocess``,
-    ``inference``, ``postprocess``); ``image_shape`` is the source (height, width).
+    ``inference``, ``postprocess``; also as Ultralytics' ``speed``); ``image_shape`` is the source
+    (height, width); ``names`` is the model's class-name table (the spec's own tuple, not a copy),
+    so ``to_records()`` and ``to_supervision()`` name the classes.
     """
 
     xyxy: np.ndarray
@@ -28,23 +30,50 @@ class Detections:
     data: dict[str, np.ndarray] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     image_shape: tuple[int, int] = (0, 0)
+    names: tuple[str, ...] = field(default=(), repr=False)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
+
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
+
+    def class_name(self) -> np.ndarray:
+        """(N,) class names (the id as text for a class the model does not name)."""
+        return np.array([_name(self.names, int(c)) for c in self.class_id], dtype=str)
+
+    def to_supervision(self):
+        """The same detections as a ``supervision.Detections`` (``pip install supervision``).
+
+        No array is copied: ``xyxy``, ``confidence``, ``class_id``, ``mask``, ``tracker_id`` and
+        every per-object ``data`` array are shared; class names go to ``data["class_name"]`` as
+        supervision's own converters do."""
+        try:
+            import supervision as sv
+        except ImportError:
+            raise ImportError("Detections.to_supervision() needs supervision: pip install supervision") from None
+        data = dict(self.data)
+        data["class_name"] = self.class_name()
+        return sv.Detections(xyxy=self.xyxy, mask=self.mask, confidence=self.confidence,
+                             class_id=self.class_id, tracker_id=self.tracker_id, data=data)
 
     @classmethod
     def empty(cls, image_shape: tuple[int, int] = (0, 0)) -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
                    np.zeros((0,), np.int64), image_shape=image_shape)
 
-    def to_records(self, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        """One JSON-ready dict per object: ``xyxy``, ``confidence``, ``class_id``, ``class_name``."""
+    def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """One JSON-ready dict per object: ``xyxy``, ``confidence``, ``class_id``, ``class_name``
+        (from ``names``, default the model's ``self.names``)."""
+        names = self.names if names is None or not len(names) else names
         out = []
         for i in range(len(self)):
             c = int(self.class_id[i])
             rec = {"xyxy": [round(float(v), 2) for v in self.xyxy[i]],
                    "confidence": round(float(self.confidence[i]), 5), "class_id": c,
-                   "class_name": names[c] if 0 <= c < len(names) else str(c)}
+                   "class_name": _name(names, c)}
             if self.tracker_id is not None:
                 rec["tracker_id"] = int(self.tracker_id[i])
             for key in ("keypoints", "keypoint_confidence", "landmarks"):
@@ -66,13 +95,20 @@ class Classifications:
     probabilities: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     image_shape: tuple[int, int] = (0, 0)
+    names: tuple[str, ...] = field(default=(), repr=False)
 
     def __len__(self) -> int:
         return int(self.class_id.shape[0])
 
-    def to_records(self, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
+
+    def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per top-k class: ``class_id``, ``class_name``, ``confidence``."""
-        return [{"class_id": int(c), "class_name": names[c] if 0 <= c < len(names) else str(int(c)),
+        names = self.names if names is None or not len(names) else names
+        return [{"class_id": int(c), "class_name": _name(names, int(c)),
                  "confidence": round(float(p), 5)} for c, p in zip(self.class_id, self.confidence)]
 
 
@@ -82,17 +118,28 @@ class SemanticMask:
 
     label_map: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    names: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def image_shape(self) -> tuple[int, int]:
         return self.label_map.shape[:2]
 
-    def to_records(self, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
+
+    def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One dict per class present: ``class_id``, ``class_name``, ``fraction`` of the pixels."""
+        names = self.names if names is None or not len(names) else names
         counts = np.bincount(self.label_map.ravel(), minlength=1)
         total = max(1, self.label_map.size)
-        return [{"class_id": c, "class_name": names[c] if c < len(names) else str(c),
+        return [{"class_id": c, "class_name": _name(names, c),
                  "fraction": round(int(n) / total, 5)} for c, n in enumerate(counts) if n]
+
+
+def _name(names: tuple[str, ...], c: int) -> str:
+    return names[c] if 0 <= c < len(names) else str(c)
 
 
 def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,

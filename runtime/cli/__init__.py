@@ -1,11 +1,14 @@
-"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch.
+"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export.
 
 Exit status: 0 all inputs processed; 1 some inputs could not be read (each reported on stderr,
-the others still processed); 2 usage error, missing/unusable model or source.
+the others still processed); 2 usage error, missing/unusable model or source; 130 interrupted;
+141 stdout was closed by its reader (``edgerun ... | head``), as for other Unix tools.
+Every user mistake is one ``edgerun: error: ...`` line on stderr naming the problem and the fix.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import logging
@@ -16,111 +19,130 @@ from typing import Sequence
 
 from edgerun.kernels.errors import EdgerunError
 
-# Ultralytics-style `key=value` arguments and their edgerun flags
-_KV = {"model": None, "source": None, "conf": "--conf", "iou": "--iou", "max_det": "--max-det",
-       "imgsz": "--imgsz", "save": "--save", "agnostic_nms": "--agnostic", "device": None}
+from .args import COMMANDS as _COMMANDS, UsageError, parse
+from .args import build_parser as _parser  # noqa: F401 - the name tests/export/test_finish.py imports
 
+__all__ = ["main", "UsageError", "compile_notice", "check_output_file", "kernels_cached"]
 
-def _translate_kv(argv: list[str]) -> list[str]:
-    """Accept Ultralytics' habit ``model=x.onnx source=img.jpg conf=0.3`` as well as flags."""
-    out, pos = [], {}
-    for a in argv:
-        key, sep, val = a.partition("=")
-        if sep and not a.startswith("-") and key in _KV:
-            if key in ("model", "source"):
-                pos[key] = val
-            elif key == "device":
-                continue  # CPU only; accepted for compatibility
-            elif key == "agnostic_nms":
-                out += ["--agnostic"] if val.lower() == "true" else []
-            elif key == "save" and val.lower() in ("true", "false"):
-                out += ["--save", "runs/predict"] if val.lower() == "true" else []
-            else:
-                out += [_KV[key], val]
-        else:
-            out.append(a)
-    head = [v for k in ("model", "source") if (v := pos.get(k))]
-    return head + out if head else out
-
-
-# Commands whose options and code live in their own modules: (module, entry point, help)
-_COMMANDS = {
-    "stream": ("edgerun.runtime.cli.stream", "run_stream",
-               "pipelined detection on a video, folder, camera or URL"),
-    "benchmark": ("edgerun.runtime.cli.benchmark", "run_benchmark",
-                  "time each stage, cold start and peers on a model"),
-    "batch": ("edgerun.runtime.batch.run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
-    "export": ("edgerun.export.cli", "run_export", "finish an ONNX model: metadata, fp16/int8, verified"),
-}
-
-
-def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgerun", description="Fast, faithful vision inference on edge CPUs.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what was inferred")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    pr = sub.add_parser("predict", help="detect objects in images, directories, globs or videos")
-    pr.add_argument("inputs", nargs="*", help="[MODEL.onnx] [SOURCE]; no model: the bundled demo")
-    pr.add_argument("--conf", type=float, help="score threshold (default 0.25; faces 0.9)")
-    pr.add_argument("--iou", type=float, help="NMS IoU threshold (default 0.7; faces 0.3)")
-    pr.add_argument("--max-det", type=int, default=300, help="max detections per image")
-    pr.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-    pr.add_argument("--imgsz", type=int, nargs="+", help="model input size (dynamic models)")
-    pr.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
-    pr.add_argument("--save", metavar="DIR", help="write annotated images/videos into DIR")
-    pr.add_argument("--json", action="store_true", help="one JSON object per frame on stdout")
-    pr.add_argument("--task", choices=("detect", "segment", "pose", "classify", "face", "semantic"),
-                    help="override the task read from the model (default: from metadata or the graph)")
-    pr.add_argument("--head", help="override the output head (yolov8, yolov5, yolox, end2end)")
-    pr.add_argument("--num-classes", type=int, help="override the class count")
-
-    info = sub.add_parser("info", help="show a model's inputs, outputs, metadata and resolved spec")
-    info.add_argument("model")
-    info.add_argument("--json", action="store_true")
-
-    sub.add_parser("warmup", help="compile and cache every kernel the runtime uses")
-
-    for name, (module, run, help_text) in _COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text)
-        if only in (None, name):  # only the chosen command's options are built (and imported)
-            importlib.import_module(module).add_arguments(sp)
-    return p
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` shows for `cat` cut off by `head`
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "predict":
-        argv = ["predict"] + _translate_kv(argv[1:])
-    only = argv[0] if argv and argv[0] in ("predict", "info", "warmup", *_COMMANDS) else None
-    args = _parser(only).parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
     try:
-        if args.command == "predict":
-            from .predict import run_predict
-            return run_predict(args)
-        if args.command == "info":
-            return _info(args)
-        if args.command == "warmup":
-            return _warmup()
-        if args.command in _COMMANDS:
-            module, run, _ = _COMMANDS[args.command]
-            return getattr(importlib.import_module(module), run)(args)
+        try:
+            args = parse(argv)
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format="%(message)s", stream=sys.stderr)
+            code = _dispatch(args)
+            sys.stdout.flush()  # a closed pipe shows here for buffered output, not at exit
+            return code
+        except BrokenPipeError:  # the reader (`| head`) has what it wanted: end quietly
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
     except EdgerunError as exc:
-        print(f"edgerun: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("edgerun: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # an output that cannot be written, a device that went away
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return _fail(f"{where}{exc.strerror or exc}", verbose)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for the user; -v shows it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if type(exc).__module__.startswith("onnxruntime"):
+            return _fail(f"ONNX Runtime: {first}", verbose)
+        return _fail(f"unexpected {type(exc).__name__}: {first} (a bug; rerun with edgerun -v ... "
+                     "and report the traceback)", verbose)
+
+
+def _fail(message: str, traceback: bool = False) -> int:
+    if traceback:
+        import traceback as tb
+        tb.print_exc()
+    print(f"edgerun: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
 
 
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so nothing buffered for a closed stdout raises again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "predict":
+        from .predict import run_predict
+        return run_predict(args)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "warmup":
+        return _warmup()
+    if args.command == "export":
+        check_output_file(args.output, "-o/--output")
+    module, run, _ = _COMMANDS[args.command]
+    return getattr(importlib.import_module(module), run)(args)
+
+
+# -- helpers shared by the commands -----------------------------------------------------------
+def check_output_file(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any long work: its folder must
+    exist and be writable, and the path must not be a directory."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path}: folder {parent} does not exist; create it first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path}: folder {parent} is not writable; choose another path")
+
+
+_KERNEL_MODULES = ("camera.py", "decode.py", "nms.py", "boxes.py")  # letterbox lives in camera.py
+
+
+def kernels_cached() -> bool:
+    """True when this install's main kernels are in the kernel cache (``kernels/_jit.py`` names
+    each module's cache folder ``<file>-<sha1 of its path>``; Numba writes ``*.nbi`` index files)."""
+    from edgerun import kernels
+    from edgerun.kernels._jit import cache_dir
+
+    root = cache_dir()
+    if root is None:
+        return False
+    here = os.path.dirname(os.path.abspath(kernels.__file__))
+    for name in _KERNEL_MODULES:
+        sub = hashlib.sha1(os.path.join(here, name).encode()).hexdigest()[:16]
+        folder = os.path.join(root, f"{name}-{sub}")
+        if not os.path.isdir(folder) or not any(f.endswith(".nbi") for f in os.listdir(folder)):
+            return False
+    return True
+
+
+def compile_notice() -> bool:
+    """Say once, before the first frame, that kernels compile now (not cached yet); True if said."""
+    if kernels_cached():
+        return False
+    print("edgerun: compiling kernels (first run only, ~10 s; `edgerun warmup` does it ahead of time)",
+          file=sys.stderr, flush=True)
+    return True
+
+
+# -- info and warmup ----------------------------------------------------------------------------
 def _info(args) -> int:
     from ..session import Session
     from ..spec import resolve_spec
 
     sess = Session(args.model)
     spec = resolve_spec(sess.metadata, sess.inputs, sess.outputs)
+    problem, task_spec = _problem(sess, spec)
+    spec = task_spec or spec
     report = {
         "model": os.path.abspath(args.model),
         "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.__name__} for t in sess.inputs],
@@ -128,7 +150,7 @@ def _info(args) -> int:
         "metadata": {k: (v if len(v) < 200 else v[:197] + "...") for k, v in sess.metadata.items()},
         "spec": spec.describe(),
         "guessed": list(spec.guessed),
-        "problem": _problem(sess, spec),
+        "problem": problem,
     }
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -145,23 +167,24 @@ def _info(args) -> int:
     return _refuse(report["problem"])
 
 
-def _problem(sess, spec) -> str | None:
-    """Why no task object can run this model as described (the check ``open_model`` makes), or None."""
+def _problem(sess, spec):
+    """(why no task object can run this model as described, or None; the task's own spec)."""
     from ..tasks.dispatch import TASK_CLASSES
 
     if spec.task not in TASK_CLASSES:
-        return f"{sess.path}: task {spec.task!r} is not supported yet"
+        return f"{sess.path}: task {spec.task!r} is not supported yet", None
     try:
-        TASK_CLASSES[spec.task][0](sess, spec)
+        task = TASK_CLASSES[spec.task][0](sess, spec)
     except EdgerunError as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+    return None, getattr(task, "spec", None)
 
 
 def _refuse(problem: str | None) -> int:
     """The description is printed either way; a model nothing can run still exits 2."""
     if problem is None:
         return 0
+    sys.stdout.flush()
     print(f"edgerun: error: {problem}", file=sys.stderr)
     return 2
 

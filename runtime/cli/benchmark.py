@@ -16,10 +16,12 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunValueError
 
+from . import check_output_file, compile_notice
 from ..bench import report
 from ..bench import Case, EdgerunPipeline, Recorder, machine_record, measure, rss_mb
 from ..bench.inputs import PIXEL_FORMATS, FrameSource
 from ..session import SPIN_MODES
+from ..progress import Progress
 
 __all__ = ["BenchConfig", "BenchUsageError", "run", "run_benchmark", "add_arguments"]
 
@@ -86,7 +88,7 @@ def config_from_args(args) -> BenchConfig:
                        duration=args.duration, warmup=args.warmup, threads=threads, imgsz=imgsz,
                        pixel_format=args.pixel_format, batch=args.batch, compare=tuple(args.compare),
                        soak=args.soak, cold_runs=args.cold, cold_miss=args.cold_miss, spin=args.spin,
-                       progress=sys.stderr.isatty(), command=list(sys.argv))
+                       progress=True, command=list(sys.argv))  # Progress: a bar on a TTY, lines when piped
 
 
 def validate(cfg: BenchConfig, outputs: tuple[str | None, ...] = ()) -> None:
@@ -117,6 +119,8 @@ def validate(cfg: BenchConfig, outputs: tuple[str | None, ...] = ()) -> None:
     files = [o for o in outputs if o]
     if len(set(map(os.path.abspath, files))) != len(files):
         raise BenchUsageError(f"--json/--csv/--plot must name different files, got {files}")
+    for option, path in zip(("--json", "--csv", "--plot"), outputs):
+        check_output_file(path, option)  # before measuring: never lose a run to a bad path
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -176,11 +180,13 @@ def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads
     cases = [Case(f"{p.name}@{det.session.threads}t", p.name, params, Recorder(), frames_per_iteration=cfg.batch)
              for p in pipes]
     iterations = cfg.iterations if cfg.iterations or cfg.duration else 100
-    progress = _progress(cases[0].name) if cfg.progress else None
-    measure(pipes, cases, src, iterations=iterations, duration=cfg.duration, warmup=cfg.warmup,
-            progress=progress)
-    if progress:
-        print(file=sys.stderr)
+    bar = Progress(cases[0].name, None if cfg.duration else iterations, "it",
+                   enabled=cfg.progress)
+    try:
+        measure(pipes, cases, src, iterations=iterations, duration=cfg.duration, warmup=cfg.warmup,
+                progress=_progress(bar))
+    finally:
+        bar.close()
     return cases
 
 
@@ -208,10 +214,11 @@ def _demo_scene() -> str:
     return sample_scene_path()
 
 
-def _progress(name: str):
+def _progress(bar: Progress):
+    """``measure``'s callback (iterations done so far) feeding ``bar``."""
     def show(i: int, total: int | None, elapsed: float) -> None:
-        of = f"/{total}" if total else ""
-        print(f"\r[{name}] {i}{of} iterations, {elapsed:.1f} s", end="", file=sys.stderr, flush=True)
+        if i > bar.n:
+            bar.update(i - bar.n)
     return show
 
 
@@ -246,6 +253,7 @@ def run_benchmark(args) -> int:
         raise BenchUsageError("--plot needs matplotlib, which is not installed (pip install matplotlib); "
                               "--json/--csv work without it")
     t0 = time.perf_counter()
+    compile_notice()
     result = run(cfg)
     print(report.summary_block(result))
     if args.json:

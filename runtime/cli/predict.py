@@ -1,35 +1,112 @@
-"""``edgerun predict``: run a detector over images, directories, globs and videos."""
+"""``edgerun predict``: run a model over images, directories, globs and videos.
+
+Every input named is processed or reported: all positional sources and ``source=`` values, in
+order (each file once). Inputs and the ``--save`` folder are checked before the model runs.
+"""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from edgerun.kernels.errors import EdgerunError
 
-from ..tasks.detector import Detector
+from . import UsageError, compile_notice
+from ..progress import Progress
 from ..results import Classifications, Detections, SemanticMask, frame_record
-from ..sources import VIDEO_EXTS, Frame, ImageError, iter_frames, video_fps
+from ..sources import VIDEO_EXTS, Frame, ImageError, expand_source, iter_frames, read_image, video_fps
+
+__all__ = ["run_predict", "resolve_inputs", "expand_inputs", "DEMO_MODEL"]
 
 DEMO_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "demo.onnx")
+OTHER_MODEL_EXTS = (".pt", ".pth", ".engine", ".tflite", ".torchscript", ".mlmodel", ".pb", ".xml")
+SAVE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # kept; others saved as .jpg
 
 
-def _split_inputs(inputs: list[str]) -> tuple[str, str | None]:
-    """``[MODEL] [SOURCE]``: a first argument ending in .onnx is the model, else the demo model."""
-    if inputs and inputs[0].lower().endswith(".onnx"):
-        return inputs[0], (inputs[1] if len(inputs) > 1 else None)
-    if len(inputs) > 1:
-        raise ImageError(f"expected [MODEL.onnx] [SOURCE], got {inputs}")
-    return DEMO_MODEL, (inputs[0] if inputs else None)
+def resolve_inputs(args) -> tuple[str, list[str], bool]:
+    """(model, sources, demo) from the positionals, ``--model``/``model=`` and ``--source``/``source=``.
+
+    The model is the ``.onnx`` among the positionals (wherever it is) or ``model=``; a missing
+    model is an error unless ``--demo`` is given or there is no source either (the README's set-up
+    command): then the bundled demo detector runs, on a generated scene when no source is given.
+    """
+    models = [a for a in args.inputs if a.lower().endswith(".onnx")]
+    sources = [a for a in args.inputs if not a.lower().endswith(".onnx")] + list(args.source)
+    if args.model:
+        models = [args.model] + [m for m in models if m != args.model]
+    if len(models) > 1:
+        raise UsageError(f"more than one model given ({', '.join(models)}): give one MODEL.onnx")
+    other = [s for s in sources if s.lower().endswith(OTHER_MODEL_EXTS)]
+    if other and not models:
+        raise UsageError(f"{other[0]}: edgerun runs ONNX models; convert it first: "
+                         f"edgerun export {other[0]} -o {os.path.splitext(other[0])[0]}.onnx")
+    if models and args.demo:
+        raise UsageError(f"--demo runs the bundled demo detector; it conflicts with the model {models[0]}")
+    if models:
+        return models[0], sources, False
+    if sources and not args.demo:
+        raise UsageError(f"no model given for {sources[0]}: edgerun predict MODEL.onnx {sources[0]} "
+                         "(or --demo to run the bundled demo detector on it)")
+    if not os.path.exists(DEMO_MODEL):
+        raise UsageError("no model given and the bundled demo model is not installed; "
+                         "usage: edgerun predict MODEL.onnx SOURCE")
+    return DEMO_MODEL, sources, True
+
+
+def expand_inputs(sources: list[str]) -> list[str]:
+    """Every file of every source, in order and once each; a missing source or one matching
+    nothing is a ``UsageError`` (before any work)."""
+    files: dict[str, str] = {}
+    for s in sources:
+        try:
+            found = expand_source(s)
+        except EdgerunError:
+            raise UsageError(f"source not found: {s}; check the path (a glob needs quotes or matching files)") \
+                from None
+        if not found:
+            raise UsageError(f"no images or videos found in {s}")
+        for f in found:
+            files.setdefault(os.path.abspath(f), f)
+    return list(files.values())
+
+
+def check_save_dir(path: str | None) -> None:
+    """``--save DIR``: a folder (created now) that can be written, checked before the model runs."""
+    if not path:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--save {path}: is a file; --save takes a folder for the annotated images "
+                         "(e.g. --save runs/predict)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--save {path}: cannot create the folder ({exc.strerror}); choose another path") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"--save {path}: folder is not writable; choose another path")
+
+
+def check_imgsz(det, imgsz: list[int] | None, model: str) -> None:
+    """``--imgsz`` only for models whose input size is not fixed (else ONNX Runtime refuses it)."""
+    if not imgsz:
+        return
+    if len(imgsz) > 2 or min(imgsz) <= 0:
+        raise UsageError(f"--imgsz {' '.join(map(str, imgsz))}: expected one or two positive sizes (H [W])")
+    shape = det.session.inputs[0].shape
+    hw = tuple(shape[2:4] if det.spec.layout == "nchw" else shape[1:3])
+    want = tuple(imgsz * 2 if len(imgsz) == 1 else imgsz)
+    if all(isinstance(d, int) for d in hw) and hw != want:
+        raise UsageError(f"--imgsz {' '.join(map(str, imgsz))}: {model} has a fixed {hw[0]}x{hw[1]} input; "
+                         "omit --imgsz (or export the model with a dynamic input size)")
 
 
 def run_predict(args) -> int:
-    model, source = _split_inputs(args.inputs)
-    if model == DEMO_MODEL and not os.path.exists(DEMO_MODEL):
-        raise ImageError("no model given and the bundled demo model is not installed; "
-                         "usage: edgerun predict MODEL.onnx SOURCE")
+    model, sources, demo = resolve_inputs(args)
+    if not os.path.isfile(model):
+        raise UsageError(f"model file not found: {model}")
+    files = expand_inputs(sources) if sources else []
+    check_save_dir(args.save)
     overrides: dict[str, Any] = {}
     if args.imgsz:
         overrides["input_size"] = tuple(args.imgsz * 2 if len(args.imgsz) == 1 else args.imgsz[:2])
@@ -42,20 +119,57 @@ def run_predict(args) -> int:
     options = {k: v for k, v in given.items() if v is not None}
     det = open_model(model, task=getattr(args, "task", None), strict=False, max_detections=args.max_det,
                      class_agnostic=args.agnostic, threads=args.threads, **options, **overrides)
-    if source is None:
+    check_imgsz(det, args.imgsz, model)
+    if not files:
         from ..demo import sample_scene_path
-        source = sample_scene_path()
-    return _run(det, source, args)
+        files = [sample_scene_path()]
+    return _run(det, files, args)
 
 
-def _run(det: Detector, source: str, args) -> int:
+def _frames(files: list[str]) -> Iterator[Frame]:
+    """Every frame of every file (already expanded: a dangling link is an error frame, not a
+    missing source); an unreadable file is one Frame with ``error``."""
+    for f in files:
+        video = os.path.splitext(f)[1].lower() in VIDEO_EXTS
+        if video and os.path.exists(f):
+            yield from iter_frames(f)
+            continue
+        try:
+            yield Frame(f, 0, read_image(f) if not video else None,
+                        None if not video else f"{f}: cannot read file (a dangling link?)")
+        except ImageError as exc:
+            yield Frame(f, 0, None, str(exc))
+
+
+def _total(files: list[str]) -> int | None:
+    """Frames to come: one per image, the frame count of each video (None if one is unknown)."""
+    import cv2
+
+    n = 0
+    for f in files:
+        if os.path.splitext(f)[1].lower() not in VIDEO_EXTS:
+            n += 1
+            continue
+        cap = cv2.VideoCapture(f)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if count <= 0:
+            return None
+        n += count
+    return n
+
+
+def _run(det, files: list[str], args) -> int:
     names = det.spec.names
     failures = frames = 0
-    writers: dict[str, Any] = {}
-    progress = _Progress(enabled=sys.stderr.isatty() and not args.json)
+    saver = _Saver(args.save, det.spec.names) if args.save else None
+    # per-frame lines on a terminal are progress enough; a bar (TTY stderr) or periodic lines
+    # (piped stderr) when stdout goes elsewhere
+    progress = Progress("predict", _total(files), "frame", enabled=not _isatty(sys.stdout))
+    first = compile_notice()
     t0 = time.perf_counter()
     try:
-        for frame in iter_frames(source):
+        for frame in _frames(files):
             frames += 1
             result = None
             if frame.error is None:
@@ -69,19 +183,27 @@ def _run(det: Detector, source: str, args) -> int:
             if args.json:
                 print(json.dumps(frame_record(frame, result, names)), flush=True)
             elif result is not None:
-                print(_summary(frame, result, names))
-            if args.save and result is not None:
-                _save(frame, result, det, args.save, writers)
-            progress.update(frames)
+                note = " [includes the one-time kernel compilation]" if first else ""
+                print(_summary(frame, result, names) + note)
+                first = False
+            if saver is not None and result is not None:
+                saver.save(frame, result)
+            progress.update(1, errors=failures)
     finally:
-        for w in writers.values():
-            w.release()
+        if saver is not None:
+            saver.close()
         progress.close()
-    if not args.json:
-        dt = time.perf_counter() - t0
-        print(f"{frames} frame(s), {failures} error(s), {dt:.2f} s"
-              + (f"; annotated output in {args.save}" if args.save else ""), file=sys.stderr)
+    dt = time.perf_counter() - t0
+    print(f"{frames} frame(s) from {len(files)} file(s), {failures} error(s), {dt:.2f} s"
+          + (f"; annotated output in {args.save}" if args.save else ""), file=sys.stderr)
     return 1 if failures else 0
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _summary(frame: Frame, det: Detections | Classifications | SemanticMask, names: tuple[str, ...]) -> str:
@@ -101,41 +223,49 @@ def _summary(frame: Frame, det: Detections | Classifications | SemanticMask, nam
             f"{t['postprocess']:.1f} ms post)")
 
 
-def _save(frame: Frame, det: Detections, detector: Detector, out_dir: str, writers: dict) -> None:
-    import cv2
+class _Saver:
+    """Annotated images and videos in one folder, one output per input file: the input's name and
+    extension (``.jpg`` for formats OpenCV writes badly), ``_2``, ``_3``... on a collision."""
 
-    from ..tasks.dispatch import annotate
+    def __init__(self, out_dir: str, names: tuple[str, ...]):
+        self.out_dir, self.names = out_dir, names
+        self.paths: dict[str, str] = {}  # input file -> output file
+        self.used: set[str] = set()
+        self.writers: dict[str, Any] = {}
 
-    os.makedirs(out_dir, exist_ok=True)
-    img = frame.image.copy()
-    annotate(img, det, detector.spec.names)
-    base = os.path.splitext(os.path.basename(frame.source))[0]
-    if os.path.splitext(frame.source)[1].lower() in VIDEO_EXTS:
-        w = writers.get(frame.source)
-        if w is None:
-            path = os.path.join(out_dir, base + ".mp4")
-            w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), video_fps(frame.source),
-                                (img.shape[1], img.shape[0]))
-            writers[frame.source] = w
-        w.write(img)
-    else:
-        cv2.imwrite(os.path.join(out_dir, base + ".jpg"), img)
+    def path_for(self, source: str) -> str:
+        if source not in self.paths:
+            base, ext = os.path.splitext(os.path.basename(source))
+            ext = ".mp4" if ext.lower() in VIDEO_EXTS else ext if ext.lower() in SAVE_EXTS else ".jpg"
+            name, k = base + ext, 1
+            while name.lower() in self.used:
+                k += 1
+                name = f"{base}_{k}{ext}"
+            self.used.add(name.lower())
+            self.paths[source] = os.path.join(self.out_dir, name)
+        return self.paths[source]
 
+    def save(self, frame: Frame, result) -> None:
+        import cv2
 
-class _Progress:
-    """A one-line frame counter on stderr, only on a terminal."""
+        from ..tasks.dispatch import annotate
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-
-    def update(self, n: int) -> None:
-        now = time.perf_counter()
-        if self.enabled and now - self.last > 0.2:
-            self.last = now
-            print(f"\r{n} frames, {n / max(now - self.t0, 1e-9):.1f} fps", end="", file=sys.stderr)
+        img = frame.image.copy()
+        annotate(img, result, self.names)
+        path = self.path_for(frame.source)
+        if os.path.splitext(frame.source)[1].lower() in VIDEO_EXTS:
+            w = self.writers.get(frame.source)
+            if w is None:
+                w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), video_fps(frame.source),
+                                    (img.shape[1], img.shape[0]))
+                if not w.isOpened():
+                    raise UsageError(f"--save: cannot create the video {path}")
+                self.writers[frame.source] = w
+            w.write(img)
+        elif not cv2.imwrite(path, img):
+            raise UsageError(f"--save: cannot write {path} (disk full or not writable?)")
 
     def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
+        for w in self.writers.values():
+            w.release()
+

@@ -5,10 +5,13 @@
 
 Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, ``age_ms`` and, with
 ``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.
-Ctrl-C / SIGTERM: stop reading, drain frames in flight, flush the JSON and the video (always a
-valid file), exit 0; a second signal aborts at once (exit 130; the video is still finalised).
-A failing output (ENOSPC, a closed pipe, an unwritable video path) is a ``sink_error`` event: that
-output is dropped, the stream goes on with the others and stops cleanly (exit 1) when none is left.
+Streams over an image folder name each frame's file in ``source``; a file that cannot be read is
+reported, counted as an error and makes the exit status 1. Ctrl-C / SIGTERM: stop reading, drain
+frames in flight, flush the JSON and the video (always a valid file), exit 0; a second signal
+aborts at once (exit 130; the video is still finalised). A --save folder that does not exist and a
+--view port already taken are refused before anything starts (exit 2). A failing output (ENOSPC,
+a closed pipe, a video OpenCV cannot open) is a ``sink_error`` event: that output is dropped, the
+stream goes on with the others and stops cleanly (exit 1) when none is left.
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import UsageError, check_output_file, compile_notice
+from ..progress import Progress
 from ..results import frame_record
 from ..sources import Frame
 from ..streaming.runner import StreamResult, StreamRunner
-from ..streaming.sources import VideoSource, open_source
+from ..streaming.sources import ImageSource, VideoSource, open_source
 
 __all__ = ["add_arguments", "run_stream"]
 
@@ -94,8 +99,9 @@ class _Sinks:
     goes on while another sink is alive and stops (``alive`` False) when the last one has failed.
     """
 
-    def __init__(self, args, names: tuple[str, ...], fps: float, view, on_error: Callable[[str, str], None]):
-        self.args, self.names, self.fps, self.view = args, names, fps, view
+    def __init__(self, args, names: tuple[str, ...], fps: float, view, on_error: Callable[[str, str], None],
+                 files: tuple[str, ...] = ()):
+        self.args, self.names, self.fps, self.view, self.files = args, names, fps, view, files
         self.on_error = on_error
         self.writer = None
         self.size: tuple[int, int] | None = None
@@ -111,7 +117,7 @@ class _Sinks:
         self.frames += 1
         self.errors += r.error is not None
         if "json" in self.live:
-            self._guard("json", lambda: print(json.dumps(record(r, self.names)), flush=True))
+            self._guard("json", lambda: print(json.dumps(record(r, self.names, self.files)), flush=True))
         elif r.error:
             print(f"edgerun: error: frame {r.index}: {r.error}", file=sys.stderr)
         if r.image is not None and r.detections is not None and self.live & {"video", "view"}:
@@ -178,9 +184,13 @@ def _silence_stdout() -> None:
         pass
 
 
-def record(r: StreamResult, names: tuple[str, ...]) -> dict[str, Any]:
-    """``edgerun predict --json``'s record plus timestamp/age (and tracker_id per detection)."""
-    rec = frame_record(Frame(r.source, r.index, None, r.error), r.detections, names)
+def record(r: StreamResult, names: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``edgerun predict --json``'s record plus timestamp/age (and tracker_id per detection).
+    ``files``: an image source's files; a frame's timestamp is its file's position there."""
+    source = r.source
+    if files and 0 <= int(r.timestamp) < len(files):
+        source = files[int(r.timestamp)]
+    rec = frame_record(Frame(source, r.index, None, r.error), r.detections, names)
     if r.detections is not None:
         rec["height"], rec["width"] = (int(v) for v in r.detections.image_shape)
     rec["timestamp"] = round(r.timestamp, 6)
@@ -202,9 +212,52 @@ def _open(args):
     return model, src
 
 
+class _LateStatus:
+    """The view's ``/status``: empty until the runner exists, then its ``stats()``."""
+
+    runner: StreamRunner | None = None
+
+    def __call__(self) -> dict:
+        return self.runner.stats() if self.runner is not None else {}
+
+
+def _check_outputs(args, status: _LateStatus):
+    """Refuse unusable options and outputs before opening anything: the --save folder, the --view
+    port (bound now and returned as the server)."""
+    check_output_file(args.save, "--save")
+    for name, value, low in (("--max-frames", args.max_frames, 1), ("--max-fps", args.max_fps, 1e-9),
+                             ("--timeout", args.timeout, 1e-9), ("--threads", args.threads, 1)):
+        if value is not None and value < low:
+            raise UsageError(f"{name} {value}: expected a positive number")
+    if isinstance(args.workers, int) and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: expected >= 1 or 'calibrate'")
+    if args.view is None:
+        return None
+    from ..streaming.view import ViewServer
+    try:
+        view = ViewServer(args.view, status)
+    except OverflowError:
+        raise UsageError(f"--view {args.view}: expected a port 0-65535 (0: any free port)") from None
+    except OSError as exc:
+        raise UsageError(f"--view {args.view}: cannot listen on 127.0.0.1:{args.view} ({exc.strerror}); "
+                         "pick another port, or --view 0 for any free one") from None
+    return view
+
+
 def run_stream(args) -> int:
-    """Run the stream; 0 on a clean end or a drained stop, 1 if frames failed, 130 on abort."""
+    """Run the stream; 0 on a clean end or a drained stop, 1 if frames or files failed, 130 on abort."""
+    status = _LateStatus()
+    view = _check_outputs(args, status)
+    try:
+        return _run_stream(args, view, status)
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _run_stream(args, view, status: _LateStatus) -> int:
     model, src = _open(args)
+    events = _Events()
     mode = {"latest": "latest", "every": "every_frame", None: "latest" if src.live else "every_frame"}[args.mode]
     tracker = None
     if args.track:
@@ -212,42 +265,46 @@ def run_stream(args) -> int:
         tracker = ByteTracker()
     runner = StreamRunner(model, mode=mode, max_fps=args.max_fps, max_frames=args.max_frames,
                           workers=args.workers, threads=args.threads, tracker=tracker,
-                          keep_frames=bool(args.save or args.view is not None), on_event=_log_event,
+                          keep_frames=bool(args.save or args.view is not None), on_event=events,
                           stall_timeout=args.timeout)
-    view = None
-    if args.view is not None:
-        from ..streaming.view import ViewServer
-        view = ViewServer(args.view, runner.stats)
+    if view is not None:
+        status.runner = runner
         print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
     fps = args.max_fps or (src.fps if isinstance(src, VideoSource) else 10.0)
-    sinks = _Sinks(args, model.spec.names, fps, view, runner.add_event)
+    files = src.files if isinstance(src, ImageSource) else ()
+    sinks = _Sinks(args, model.spec.names, fps, view, runner.add_event, files)
     signals = _Signals(runner).install()
+    progress = Progress("stream", _total(src, args.max_frames), "frame",
+                        enabled=not (args.json and _isatty(sys.stdout)))
+    compile_notice()
     code, t0 = 0, time.perf_counter()
     try:
         runner.start(src)
         for r in runner.results():
             sinks.write(r)
+            progress.update(1, errors=sinks.errors + events.bad_files)
             if not sinks.alive:  # every output failed: nowhere to put results, stop cleanly
                 code = 1
                 break
     except _Abort:
         code = 130
     finally:
+        progress.close()
         runner.stop(drain=False, timeout=0.5 if code == 130 else 5.0)  # a no-op after a clean end
         signals.restore()
         sinks.close()
-        if view is not None:
-            view.close()
     if code == 130:  # a reader may still sit in a blocking read: leave without waiting for it
         print("edgerun: aborted", file=sys.stderr, flush=True)
         os._exit(130)
     s = runner.stats()
     saved = args.save and "video" not in sinks.failed
-    print(f"{s['read']} read, {sinks.frames} result(s), {s['dropped']} dropped, {s['errors']} error(s), "
-          f"{s['reconnects']} reconnect(s), {time.perf_counter() - t0:.2f} s"
+    errors = s["errors"] + events.bad_files
+    print(f"{s['read']} read, {sinks.frames} result(s), {s['dropped']} dropped, {errors} error(s)"
+          + (f" ({events.bad_files} unreadable file(s))" if events.bad_files else "")
+          + f", {s['reconnects']} reconnect(s), {time.perf_counter() - t0:.2f} s"
           + (f"; annotated video in {args.save}" if saved else "")
           + (f"; failed output(s): {', '.join(sinks.failed)}" if sinks.failed else ""), file=sys.stderr)
-    code = code or (1 if sinks.errors or sinks.failed else 0)
+    code = code or (1 if sinks.errors or sinks.failed or events.bad_files else 0)
     if signals.count:  # stopped by a signal: everything is flushed; do not wait on a reader stuck
         sys.stdout.flush()  # in a blocking network read (interpreter exit would join it)
         sys.stderr.flush()
@@ -255,6 +312,38 @@ def run_stream(args) -> int:
     return code
 
 
-def _log_event(e: dict) -> None:
-    if e["kind"] not in ("opened", "end"):
-        print(f"edgerun: {e['kind']}: {e.get('detail', '')}", file=sys.stderr, flush=True)
+class _Events:
+    """Prints the source's events on stderr (an unreadable file as an error) and counts bad files."""
+
+    def __init__(self):
+        self.bad_files = 0
+
+    def __call__(self, e: dict) -> None:
+        if e["kind"] == "bad_file":
+            self.bad_files += 1
+            print(f"edgerun: error: {e.get('detail', '')}", file=sys.stderr, flush=True)
+        elif e["kind"] not in ("opened", "end"):
+            print(f"edgerun: {e['kind']}: {e.get('detail', '')}", file=sys.stderr, flush=True)
+
+
+def _total(src, max_frames: int | None) -> int | None:
+    """Frames to come, when known: an image folder's files or a video file's frame count."""
+    n = None
+    if isinstance(src, ImageSource):
+        n = len(src.files)
+    elif isinstance(src, VideoSource) and not src.live:
+        import cv2
+        cap = cv2.VideoCapture(str(src.target))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        n = n if n > 0 else None
+    if n is None or max_frames is None:
+        return max_frames if n is None else n
+    return min(n, max_frames)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -84,6 +84,11 @@ class ImageSource(Source):
         self._files = list(files)
         self._i = 0
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The image files in order; a frame's timestamp is its file's position here."""
+        return tuple(self._files)
+
     def read(self, pool=None) -> Read | None:
         while self._i < len(self._files) and not self._interrupted.is_set():
             path = self._files[self._i]

@@ -90,4 +90,5 @@ def postprocess(task, item: FrameItem):
         return None
     item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
     det.timings = {k: item.ms.get(k, 0.0) for k in STAGES}
+    det.names = task.spec.names
     return det

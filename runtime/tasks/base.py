@@ -137,6 +137,7 @@ class Task:
         result = self.postprocess(outputs, geo)
         t3 = _tick(clock, "postprocess")
         result.timings = dict(zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)))
+        result.names = self.spec.names  # the spec's tuple (not a copy): to_records() names classes
         return result
 
     def run_batch(self, images: Iterable[np.ndarray], pixel_format: str = "bgr", *,
@@ -161,6 +162,7 @@ class Task:
         n = len(images)
         for r in results:
             r.timings = dict(zip(STAGES, ((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n, (t3 - t2) * 1e3 / n)))
+            r.names = self.spec.names
         return results
 
     # the name every caller (CLI, batch, streams of any task) uses for one frame / several

@@ -6,6 +6,10 @@ out) get torchvision's conventions, reported in ``spec.guessed`` (see ``spec._gu
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
+
 import numpy as np
 
 from edgerun.kernels import checks
@@ -18,6 +22,14 @@ from ..spec import ModelSpec
 from .base import Task
 
 __all__ = ["Classifier"]
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names shipped in ``runtime/data/imagenet1k.txt`` (see its .md)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "imagenet1k.txt")
+    with open(path, encoding="utf-8") as f:
+        return tuple(line.rstrip("\n") for line in f)
 
 
 class Classifier(Task):
@@ -38,6 +50,8 @@ class Classifier(Task):
             raise ModelError(f"{session.path}: expected a (N, {spec.num_classes}) output, got {out}; "
                              "override num_classes or open the model with the right task")
         top_k = checks.positive_int("top_k", top_k)
+        if not spec.names and spec.num_classes == len(_imagenet_names()):  # an ImageNet-1k model
+            spec = dataclasses.replace(spec, names=_imagenet_names(), guessed=tuple(sorted({*spec.guessed, "names"})))
         super().__init__(session, spec)
         self.top_k = top_k
 

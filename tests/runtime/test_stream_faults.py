@@ -97,10 +97,12 @@ def test_json_sink_fails_video_sink_goes_on(tiny, video, tmp_path):
 
 
 def test_unopenable_video_sink_is_an_event(tiny, video, tmp_path):
-    r = sink_full(tiny, video, save=str(tmp_path / "no-such-dir" / "out.mp4"))
+    # a folder that does not exist is refused before the stream starts (test_cli_errors.py);
+    # a file OpenCV cannot open for writing (no container for the extension) is a sink error
+    r = sink_full(tiny, video, save=str(tmp_path / "out.no-such-container"))
     assert r["exit"] == 1 and not r["traceback"], r["stderr"]
     assert [e for e in r["sink_errors"] if "video" in e and "cannot open" in e], r["stderr"]
-    assert not os.path.exists(tmp_path / "no-such-dir")
+    assert not os.path.exists(tmp_path / "out.no-such-container")
 
 
 def test_sigterm_on_a_file_loses_nothing(tiny, tmp_path):
