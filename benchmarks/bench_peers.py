@@ -45,8 +45,9 @@ from typing import Any, Callable
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("EDGERUN_SHARED", HERE.parent.parent / "shared"))
-sys.path.insert(0, str(HERE))  # bench_stream / bench_preprocess: reused, not duplicated
+sys.path.insert(0, str(HERE))  # bench_stream / bench_preprocess / _shared: reused, not duplicated
+
+from _shared import SHARED  # noqa: E402
 
 MODELS = ("yolov8n_640_fp32dq.onnx", "yolov8n_320_int8dyn.onnx")
 IMAGES = ("bus.jpg", "zidane.jpg")
