@@ -110,10 +110,10 @@ def pad_chw(image: np.ndarray, out: np.ndarray, *, source_order: str = "bgr", ch
     H' >= H, W' >= W: ``(pixel * scale - mean) / std`` per tensor channel (``mean``/``std`` in tensor
     order), ``pad_value`` (normalised the same way) on the bottom/right (``cv2.FaceDetectorYN`` pads so).
     ``image`` may have any strides."""
-    img = _check.array("image", image, np.uint8, 3)
+    img = checks.array("image", image, np.uint8, 3)
     if img.shape[2] != 3:
         raise EdgerunValueError(f"image: expected (H, W, 3), got shape {image.shape}")
-    o = _check.array("out", out, np.float32, 3)
+    o = checks.array("out", out, np.float32, 3)
     if o.shape[0] != 3 or o.shape[1] < img.shape[0] or o.shape[2] < img.shape[1]:
         raise EdgerunValueError(f"out: expected (3, >= {img.shape[0]}, >= {img.shape[1]}), got shape {out.shape}")
     if not o.flags.c_contiguous or not o.flags.writeable:

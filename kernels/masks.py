@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from . import checks as _check  # the shared validators (kernels/checks.py)
+from . import checks
 from ._jit import inner, jit
 from .errors import EdgerunValueError
 
@@ -167,13 +167,13 @@ def _taps(n_in: int, n_out: int, offset: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def _inputs(protos, coefficients, xyxy):
-    p = _check.array("protos", protos, (np.float32, np.float16), (3, 4))
+    p = checks.array("protos", protos, (np.float32, np.float16), (3, 4))
     if p.ndim == 4:
         if p.shape[0] != 1:
             raise EdgerunValueError(f"protos: expected batch size 1, got shape {protos.shape}")
         p = p[0]
-    c = _check.array("coefficients", coefficients, np.float32, 2)
-    b = _check.array("xyxy", xyxy, np.float32, 2)
+    c = checks.array("coefficients", coefficients, np.float32, 2)
+    b = checks.array("xyxy", xyxy, np.float32, 2)
     if c.shape[1] != p.shape[0] or b.shape != (c.shape[0], 4):
         raise EdgerunValueError(f"coefficients/xyxy: expected (K, {p.shape[0]}) and (K, 4), got "
                                 f"{c.shape} and {b.shape}")
@@ -199,18 +199,18 @@ def process_masks(protos: np.ndarray, coefficients: np.ndarray, xyxy: np.ndarray
         raise EdgerunValueError(f"mode: expected one of {MASK_MODES}, got {mode!r}")
     p, c, b = _inputs(protos, coefficients, xyxy)
     k = c.shape[0]
-    flags = _check.out_buffer("nonempty", nonempty, (k,), np.bool_)
+    flags = checks.out_buffer("nonempty", nonempty, (k,), np.bool_)
     mh, mw = p.shape[1:]
     th, tw = geometry.dst_h, geometry.dst_w
     if mode == "proto":
         boxes = b * np.array([mw / tw, mh / th] * 2, np.float32)
         top, left, bottom, right = proto_region(mh, mw, geometry.src_h, geometry.src_w)
-        o = _check.out_buffer("out", out, (k, bottom - top, right - left), np.bool_)
+        o = checks.out_buffer("out", out, (k, bottom - top, right - left), np.bool_)
         o.fill(False)
         _masks_proto_kernel(p, c, boxes, top, left, o)
         flags[:] = o.reshape(k, -1).any(1)
         return o
-    o = _check.out_buffer("out", out, (k, geometry.src_h, geometry.src_w), np.bool_)
+    o = checks.out_buffer("out", out, (k, geometry.src_h, geometry.src_w), np.bool_)
     o.fill(False)
     py, wy = _taps(mh, th)
     px, wx = _taps(mw, tw)

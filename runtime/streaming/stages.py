@@ -65,8 +65,8 @@ def preprocess(task, item: FrameItem) -> None:
         item.slot.tensor = ensure(item.slot.tensor, task.tensor_shape(1, geo), task.tensor_dtype)
         _, item.geometry = task.preprocess(item.frame, item.pixel_format, out=item.slot.tensor,
                                            geometry=geo)
-    except (EdgerunError, ValueError, TypeError) as exc:
-        item.error = f"preprocess: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one bad frame (or a bug) must not kill the stage thread
+        item.error = f"preprocess: {_reason(exc)}"
     item.ms["preprocess"] = (time.perf_counter() - t0) * 1e3
 
 
@@ -85,10 +85,15 @@ def postprocess(task, item: FrameItem):
     t0 = time.perf_counter()
     try:
         det = task.postprocess(item.slot.outputs, item.geometry)
-    except (EdgerunError, ValueError, TypeError) as exc:
-        item.error = f"postprocess: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a dead stage thread would hang the stream
+        item.error = f"postprocess: {_reason(exc)}"
         return None
     item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
     det.timings = {k: item.ms.get(k, 0.0) for k in STAGES}
     det.names = task.spec.names
     return det
+
+
+def _reason(exc: Exception) -> str:
+    """The message of an expected input error; type and message of anything else (a bug shows)."""
+    return str(exc) if isinstance(exc, (EdgerunError, ValueError, TypeError)) else f"{type(exc).__name__}: {exc}"
