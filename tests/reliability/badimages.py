@@ -3,7 +3,7 @@
 ``make_corpus(dest, n, seed)`` writes about ``n`` files and returns ``{file name: expectation}``:
 "bad" (edgerun must report it), "good" (must be processed) or "any" (corrupted data that a
 decoder may still read, e.g. a JPEG with flipped bits: either outcome is fine, but it must be
-one of the two, reported under its name). Used by tests/reliability and benchmarks/reliability.py.
+one of the two, reported under its name). Used by tests/reliability and tests/reliability/long_runs.py.
 """
 from __future__ import annotations
 

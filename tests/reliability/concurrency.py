@@ -1,7 +1,7 @@
 """Threads sharing one Detector vs one Detector per thread, against a serial run.
 
 ``python concurrency.py MODEL CALLS THREADS`` prints one JSON summary line; it runs in a child
-(tests/reliability/test_concurrency.py, benchmarks/reliability.py) so an abort in a threading
+(tests/reliability/test_concurrency.py, tests/reliability/long_runs.py) so an abort in a threading
 layer is a failed run, and a deadlock is caught by the caller's timeout (and the join deadline).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bad images: a generated corpus of malformed files mixed with good photos.
 
-Fast version (~300 files) here; benchmarks/reliability.py runs 2,000+ and prints the figures.
+Fast version (~300 files) here; tests/reliability/long_runs.py runs 2,000+ and prints the figures.
 """
 from __future__ import annotations
 

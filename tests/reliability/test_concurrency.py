@@ -1,6 +1,6 @@
 """Concurrency: 8 threads sharing one Detector and 8 threads with one each give results
 bit-identical to a serial run, with no abort and no deadlock (child process with a timeout).
-The long run (2,000 calls) is benchmarks/reliability.py."""
+The long run (2,000 calls) is tests/reliability/long_runs.py."""
 from __future__ import annotations
 
 import os

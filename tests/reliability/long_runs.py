@@ -1,6 +1,6 @@
 """The long reliability runs, with the figures for the README "Reliability" section.
 
-    python benchmarks/reliability.py [--images 2000] [--calls 2000] [--fuzz 500] [--only images,models,...]
+    python tests/reliability/long_runs.py [--images 2000] [--calls 2000] [--fuzz 500] [--only images,models,...]
 
 - images: a generated corpus of malformed files (tests/reliability/badimages.py) plus the six photos
   through ``edgerun predict DIR --json`` in a child: exit status, files reported, peak RSS.
@@ -20,14 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-REL = ROOT / "tests" / "reliability"
-sys.path.insert(0, str(REL))
+HERE = REL = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # this folder's corpora and tests/helpers, run as a script
 
 from badimages import add_special_files, make_corpus  # noqa: E402
 from reliability_util import json_records, run_child, run_cli, run_pytest_child  # noqa: E402
 
-from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
+from helpers import shared_dir  # noqa: E402 - $EDGERUN_SHARED or ../shared
+
+SHARED = shared_dir()
 MODEL = SHARED / "models" / "yolov8n_320_int8dyn.onnx"
 PHOTOS = ("bus.jpg", "zidane.jpg", "astronaut.png", "coffee.png", "chelsea.png", "squirrel_cls.jpg")
 
