@@ -142,14 +142,25 @@ def _name(names: tuple[str, ...], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
 
-def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,
-                 names: tuple[str, ...]) -> dict[str, Any]:
-    """The JSON object one ``sources.Frame`` becomes (predict --json, stream --json, batch rows)."""
-    h, w = (frame.image.shape[:2] if frame.image is not None else (None, None))
+def result_record(source: str, index: int, det: Detections | Classifications | SemanticMask | None,
+                  names: tuple[str, ...], *, error: str | None = None,
+                  image_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The one JSON object per frame (``edgerun predict --json``, ``stream --json``, batch rows):
+    source, frame index, size (the result's ``image_shape``, else ``image_shape``), the per-object
+    records, ``speed_ms`` and, for a failed frame, ``error``."""
+    shape = det.image_shape if det is not None else image_shape
+    h, w = (int(shape[0]), int(shape[1])) if shape else (None, None)
     key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
-    rec: dict[str, Any] = {"source": frame.source, "frame": frame.index, "width": w, "height": h,
+    rec: dict[str, Any] = {"source": source, "frame": index, "width": w, "height": h,
                            key: det.to_records(names) if det is not None else [],
                            "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
-    if frame.error:
-        rec["error"] = frame.error
+    if error:
+        rec["error"] = error
     return rec
+
+
+def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,
+                 names: tuple[str, ...]) -> dict[str, Any]:
+    """``result_record`` of one ``sources.Frame`` (its source, index, error and image size)."""
+    shape = frame.image.shape[:2] if frame.image is not None else None
+    return result_record(frame.source, frame.index, det, names, error=frame.error, image_shape=shape)

@@ -26,8 +26,7 @@ from typing import Any
 
 from . import UsageError, check_output_file, compile_notice
 from ..progress import Progress
-from ..results import frame_record
-from ..sources import Frame
+from ..results import result_record
 from ..streaming.runner import StreamResult, StreamRunner
 from ..streaming.sources import ImageSource, VideoSource, open_source
 
@@ -190,9 +189,7 @@ def record(r: StreamResult, names: tuple[str, ...], files: tuple[str, ...] = ())
     source = r.source
     if files and 0 <= int(r.timestamp) < len(files):
         source = files[int(r.timestamp)]
-    rec = frame_record(Frame(source, r.index, None, r.error), r.detections, names)
-    if r.detections is not None:
-        rec["height"], rec["width"] = (int(v) for v in r.detections.image_shape)
+    rec = result_record(source, r.index, r.detections, names, error=r.error)
     rec["timestamp"] = round(r.timestamp, 6)
     rec["age_ms"] = round(r.age * 1e3, 3)
     return rec

@@ -11,7 +11,8 @@ from helpers import iou_matrix
 
 from edgerun.kernels.errors import EdgerunValueError
 from edgerun.runtime import open_model
-from edgerun.runtime.session import Session, symbolic_hw_problem
+from edgerun.runtime.graph import symbolic_hw_problem
+from edgerun.runtime.session import Session
 from edgerun.runtime.tasks.detector import Detector
 from edgerun.runtime.tasks.face import FaceDetector
 from edgerun.runtime.tasks.semantic import SemanticSegmenter
