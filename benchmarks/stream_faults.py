@@ -1,6 +1,6 @@
 """Stream fault figures: stall detection, reconnection after outages, resolution change, a sink on
 /dev/full and SIGTERM drain, against the loopback MJPEG camera (``edgerun.runtime.bench.camera``);
-the scenarios are ``edgerun.runtime.bench.faults`` (tests/runtime/test_stream_faults.py asserts on them).
+the scenarios are ``edgerun.runtime.bench.faults`` (tests/runtime/streaming/test_stream_faults.py asserts on them).
 
     python benchmarks/stream_faults.py [--outages 1,5,15,30] [--repeat 3] [--json OUT]
 

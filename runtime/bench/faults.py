@@ -1,7 +1,7 @@
 """Stream faults, measured against the loopback MJPEG camera (``bench/camera.py``) and the real
 ``edgerun stream`` CLI.
 
-Shared by tests/runtime/test_stream_faults.py (which asserts on them) and
+Shared by tests/runtime/streaming/test_stream_faults.py (which asserts on them) and
 benchmarks/stream_faults.py (which reports them). Every function returns a dict of figures; times
 compare event timestamps (``time.time()``) with the camera's own record of what it did.
 """

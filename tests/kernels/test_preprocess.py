@@ -60,7 +60,7 @@ def ultralytics_letterbox(img, new_shape=(640, 640), auto=False, stride=32, cent
 def ultralytics_gain_pad(img1_shape, img0_shape):
     """Ultralytics 8.4.190 scale_boxes (ratio_pad=None, padding=True): the padding of the rounded
     resize and per-axis gains of the rounded resized size (checked against its own boxes in
-    tests/runtime/test_fidelity.py: <= 0.0005 px on non-square images)."""
+    tests/runtime/tasks/test_fidelity.py: <= 0.0005 px on non-square images)."""
     gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
     new_w, new_h = max(1, round(img0_shape[1] * gain)), max(1, round(img0_shape[0] * gain))
     pad_x = round((img1_shape[1] - new_w) / 2 - 0.1)

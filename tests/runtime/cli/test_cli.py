@@ -109,7 +109,7 @@ def test_warmup_compiles_every_kernel(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert warm.returncode == 0 and "kernel signatures ready" in warm.stdout, warm.stderr[-3000:]
     written = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}  # <module>.<function>-<line>.py311.nbi
-    use = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "kernel_usage.py"), "cache"],
+    use = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "kernel_usage.py"), "cache"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert use.returncode == 0, use.stderr[-3000:]
     rep = json.loads(use.stdout)

@@ -1,7 +1,7 @@
 """Segmenter on the real YOLOv8n-seg (320): masks vs an independent numpy + cv2 reference of
 Ultralytics 8.4's default masks (logits upsampled to the tensor, > 0, cropped to the box, then the
 letterboxed content upsampled to the image, > 0.5). Per object mask IoU >= 0.98 (measured: 1.0,
-identical masks on bus.jpg and zidane.jpg). Ultralytics' own masks: tests/runtime/test_fidelity.py."""
+identical masks on bus.jpg and zidane.jpg). Ultralytics' own masks: tests/runtime/tasks/test_fidelity.py."""
 from __future__ import annotations
 
 import cv2

@@ -13,7 +13,7 @@ import pytest
 
 from edgerun.runtime.session import DEFAULT_SPIN, SPIN_MODES, Session, spin_config, spin_mode
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "bench_peers.py"
 DEMO = ROOT / "runtime" / "data" / "demo.onnx"
 

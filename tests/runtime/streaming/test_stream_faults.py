@@ -16,7 +16,7 @@ from edgerun.runtime import open_model
 from edgerun.runtime.bench.camera import MJPEGCamera
 from edgerun.runtime.bench.faults import outage, resolution_change, sigterm_drain, sink_full, stall
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "reliability"))
 from badimages import jpeg_bomb  # noqa: E402
 
 

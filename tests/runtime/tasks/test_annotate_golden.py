@@ -11,7 +11,7 @@ Inside each label band the filled background must still be the class colour (a r
 fails). ``test_comparison_catches_*`` prove that a moved, missing or recoloured box fails it.
 
 The golden is written by an explicit command, never by the test:
-``python tests/runtime/test_annotate_golden.py --update``.
+``python tests/runtime/tasks/test_annotate_golden.py --update``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from edgerun.runtime.tasks.detector import Detector
 from edgerun.runtime.cli.predict import DEMO_MODEL
 from edgerun.runtime.tasks.dispatch import annotate
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_demo_annotated.png"
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "golden_demo_annotated.png"
 
 
 def _detect():

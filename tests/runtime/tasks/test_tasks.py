@@ -56,7 +56,7 @@ def test_warmup_tasks_compiles_every_task_kernel():
     # every signature the task then needs.
     for name, _ in TASK_MODELS:
         shared_file("models", name)
-    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "kernel_usage.py"), "tasks"],
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "kernel_usage.py"), "tasks"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rep = json.loads(out.stdout)
