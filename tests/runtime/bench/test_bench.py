@@ -176,7 +176,7 @@ def test_benchmark_camera_format_soak_and_sweep(model, bus, tmp_path, capsys):
     (["--threads", "a,b"], "--threads"),
     (["--threads", "1,1"], "--threads"),
     (["--batch", "2"], "fixed batch of 1"),
-    (["--imgsz", "640"], "fixed input"),
+    (["--imgsz", "640"], "is fixed to 320x320"),
     (["--cold-miss"], "--cold N"),
 ])
 def test_benchmark_bad_options_exit_2(model, bus, extra, message, capsys):

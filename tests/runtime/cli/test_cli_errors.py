@@ -36,7 +36,7 @@ CASES = [
     ("predict {m} {m} {img}", 2, "more than one model"),
     ("predict yolov8n.pt {img}", 2, "edgerun export yolov8n.pt"),
     ("predict --demo {m} {img}", 2, "conflicts"),
-    ("predict {m} {img} --imgsz 320", 2, "fixed 64x64 input"),
+    ("predict {m} {img} --imgsz 320", 2, "is fixed to 64x64 (HxW) and cannot run at 320x320"),
     ("predict {m} {img} --save {file}", 2, "is a file"),
     ("predict {m} {img} --conf abc", 2, "invalid float value"),
     ("predict {m} {img} --confidence 0.4", 2, "did you mean --conf"),

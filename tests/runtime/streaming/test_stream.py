@@ -137,7 +137,7 @@ def test_calibrated_split(model, faster, monkeypatch):
         timed.append(sorted(s.threads for s in sessions))
         return 10.0 if (len(sessions) > 1) == (faster == "many") else 5.0
 
-    monkeypatch.setattr(split, "_rate", fixed_rate)
+    monkeypatch.setattr(split, "runs_per_second", fixed_rate)
     monkeypatch.setenv("EDGERUN_THREADS", "2")
     expected = (2, 1) if faster == "many" else (1, 2)
     assert split.calibrate_split(model, 2, seconds=0.05, rounds=1) == expected
