@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # a closed pipe shows here for buffered output, not at exit
             return code
         except BrokenPipeError:  # the reader (`| head`) has what it wanted: end quietly
-            _silence_stdout()
+            silence_stdout()
             return EXIT_BROKEN_PIPE
     except EdgerunError as exc:
         return _fail(str(exc))
@@ -65,8 +65,9 @@ def _fail(message: str, traceback: bool = False) -> int:
     return 2
 
 
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null so nothing buffered for a closed stdout raises again at exit."""
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the text still buffered for a closed or failed stdout (and the
+    interpreter's flush at exit) cannot raise again or print "Exception ignored"."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

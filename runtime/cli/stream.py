@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import UsageError, check_output_file, compile_notice
+from . import UsageError, check_output_file, compile_notice, silence_stdout
 from ..progress import Progress
 from ..results import result_record
 from ..streaming.runner import StreamResult, StreamRunner
@@ -139,7 +139,7 @@ class _Sinks:
         self.live.discard(sink)
         self.failed.append(sink)
         if sink == "json":
-            _silence_stdout()
+            silence_stdout()
         elif sink == "video" and self.writer is not None:
             self.writer.release()
             self.writer = None
@@ -169,18 +169,7 @@ class _Sinks:
         try:
             sys.stdout.flush()
         except OSError:
-            _silence_stdout()
-
-
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null so the text still buffered for a failed stdout (and the interpreter's
-    flush at exit) cannot raise again or print "Exception ignored"."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
+            silence_stdout()
 
 
 def record(r: StreamResult, names: tuple[str, ...], files: tuple[str, ...] = ()) -> dict[str, Any]:
