@@ -185,7 +185,7 @@ def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], e
     elif precision == "int8":
         if exclude_head:
             tail = quant.head_tail_nodes(model)
-            notes["excluded_nodes"] = tail + quant.head_output_layers(model, tail)
+            notes["excluded_nodes"] = quant.stem_nodes(model) + tail + quant.head_output_layers(model, tail)
         model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress)
         notes.update(calib_images=feed.used, calib_skipped=len(feed.skipped), calib_files=list(calib_files))
     _set_metadata(model, ref.spec)
@@ -269,7 +269,7 @@ def _table(r: dict[str, Any]) -> str:
     if r["precision"] == "int8":
         skipped = f" ({r['calib_skipped']} unreadable skipped)" if r["calib_skipped"] else ""
         rows.append(("int8", f"{r['calib_images']} calibration images{skipped}, {len(r['excluded_nodes'])} "
-                             "head nodes kept float (decode tail + last convs)"))
+                             "nodes kept float (stem block, decode tail, last head convs)"))
     if r.get("val"):
         v, n = r["val"], r["val"]["images"]
         rows.append(("mAP50-95 / mAP50", f"source {v['source']['map50_95']:.3f} / {v['source']['map50']:.3f}, "

@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["head_tail_nodes", "head_output_layers", "to_fp16", "to_int8", "is_quantized", "ImageFeed"]
+__all__ = ["head_tail_nodes", "head_output_layers", "stem_nodes", "to_fp16", "to_int8", "is_quantized", "ImageFeed"]
 
 # Ops that carry trained weights: the walk back from the output stops at them (they stay quantizable)
 _WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -65,6 +65,39 @@ def head_output_layers(model, tail: Sequence[str] | None = None) -> list[str]:
     feeding = {i for n in model.graph.node if n.name in tail for i in n.input}
     return sorted({producer[t].name for t in feeding if t in producer and producer[t].name not in tail
                    and _is_trained_layer(producer[t], sizes)})
+
+
+def stem_nodes(model, limit: int = 16) -> list[str]:
+    """The stem block: every node from the graph inputs up to (not including) the second trained layer.
+
+    Kept float by ``finish_onnx``: int8 rounding of the first conv and its activation (image in, the
+    widest-ranged activations of the network) cost the most box agreement. Measured on a 2-core AVX2
+    EPYC (no VNNI), yolov8n 640, 16 held-out coco128 images, 32 calibration images: box F1 0.80 with the
+    stem quantized, 0.91 with only its conv float, 0.945 with the whole block float (the first conv is
+    about 1% of the model's FLOPs). Empty when no trained layer is found within ``limit`` nodes."""
+    sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    stem: dict[str, None] = {}
+    stack = [i.name for i in model.graph.input if i.name not in sizes]
+    seen: set[str] = set()
+    first_layer = None
+    while stack:
+        for node in consumers.get(stack.pop(), []):
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if _is_trained_layer(node, sizes):
+                if first_layer is not None and node.name != first_layer:
+                    continue  # the second trained layer: the stem ends before it
+                first_layer = node.name
+            stem[node.name] = None
+            if len(stem) > limit:
+                return []
+            stack.extend(node.output)
+    return list(stem) if first_layer is not None else []
 
 
 def _is_trained_layer(node, sizes: dict[str, int]) -> bool:

@@ -104,6 +104,20 @@ def test_int8_with_head_excluded_agrees(tmp_path, yolo, photos):
     assert r["bytes"] < 0.35 * r["source_bytes"]
 
 
+def test_stem_block_is_found_and_bounded(yolo):
+    """The first conv and its SiLU stay float; a graph without a trained layer near the input has no stem."""
+    import onnx.helper as oh
+
+    from edgerun.export.quant import stem_nodes
+
+    assert stem_nodes(onnx.load(yolo)) == ["/model.0/conv/Conv", "/model.0/act/Sigmoid", "/model.0/act/Mul"]
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    chain = [oh.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}" if i < 29 else "y"], name=f"r{i}")
+             for i in range(30)]
+    assert stem_nodes(oh.make_model(oh.make_graph(chain, "g", [x], [y]))) == []
+
+
 def test_int8_without_head_exclusion_fails_the_gate(tmp_path, yolo, photos):
     """The known 0-confidence int8 YOLO: one scale for boxes and scores. The gate must refuse it."""
     out = tmp_path / "bad.onnx"
