@@ -204,13 +204,14 @@ def measure_stream(path: str, video: str, threads: int, frames: int, rounds: int
     from edgerun.runtime.streaming.split import choose_split
 
     dets = {s: Detector.from_path(path, threads=threads, spin=s) for s in SPINS}
+    default = dets["default"] = Detector.from_path(path, threads=threads)
     w, t = choose_split(threads, "every_frame")
     auto = f"stream auto {w}x{t}"
-    runs = {"sequential": lambda: sequential_rate(dets[DEFAULT_SPIN], video, frames),
-            auto: lambda: stream_rate(dets[DEFAULT_SPIN], video, frames, w, t)}
+    runs = {"sequential": lambda: sequential_rate(default, video, frames),
+            auto: lambda: stream_rate(default, video, frames, w, t)}
     if (w, t) != (1, threads):
-        runs.update({f"stream 1x{threads} {s}": (lambda d=d: stream_rate(d, video, frames, 1, threads))
-                     for s, d in dets.items()})
+        runs.update({f"stream 1x{threads} {s}": (lambda d=dets[s]: stream_rate(d, video, frames, 1, threads))
+                     for s in SPINS})
     fps: dict[str, list[float]] = {k: [] for k in runs}
     names = list(runs)
     for r in range(rounds):
@@ -282,16 +283,20 @@ def target_lines(report: dict[str, Any]) -> list[str]:
         out.append(f"- {what}: {value:.3f} ({'>=' if higher_is_better else '<='} {bound}: "
                    f"{'met' if ok else 'MISSED'})")
 
-    cond = "loaded" if report["load"] or report["load_avg_start"][0] > 0.25 * report["threads"] else "quiet"
-    out.append(f"- condition: {cond} (--load {report['load']}, load average at start "
+    other = report.get("other_cores")
+    busy = other > 0.25 if other is not None else report["load_avg_start"][0] > 0.25 * report["threads"]
+    cond = "loaded" if report["load"] or busy else "quiet"
+    seen = f"other processes used {other:.2f} cores during the blocks, " if other is not None else ""
+    out.append(f"- condition: {cond} (--load {report['load']}, {seen}load average at start "
                f"{report['load_avg_start']}, at end {report['load_avg_end']})")
     for r in report["results"]:
         c, tag = r["configs"], f"{r['model']} {r['image']}"
         line(f"{tag} detect default / best bare ({cond})", c["detect default"]["ratio_to_best_bare"],
              TARGETS[f"detect_default / best_bare ({cond})"], False)
         best_mode = min((c[f"detect {s}"]["best_median_ms"], s) for s in SPINS)
+        active = f" (default ran as {r['default_spin_active']!r})" if r.get("default_spin_active") else ""
         out.append(f"- {tag} detect default / best detect mode ({best_mode[1]}): "
-                   f"{c['detect default']['best_median_ms'] / best_mode[0]:.3f}")
+                   f"{c['detect default']['best_median_ms'] / best_mode[0]:.3f}{active}")
         if "Ultralytics" in c:
             line(f"{tag} Ultralytics / detect default", c["Ultralytics"]["best_median_ms"]
                  / c["detect default"]["best_median_ms"], TARGETS["ultralytics / detect_default"], True)
@@ -351,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     from edgerun.runtime.bench import machine_record
+    from edgerun.runtime.cpuload import OtherLoad
     from edgerun.runtime.progress import Progress
     from edgerun.runtime.session import DEFAULT_SPIN
 
@@ -364,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start {report['load_avg_start']} (--load {a.load}); threads {a.threads}; "
           f"default spin {DEFAULT_SPIN!r}", flush=True)
     procs = start_load(a.load)
+    others = OtherLoad()  # cores the other processes (the --load loops too) use during the blocks
     t0, phase = time.perf_counter(), report.setdefault("phase_s", {})
     try:
         n_cfg = len(COLUMNS) - a.no_ultralytics
@@ -375,10 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = run_blocks(fns, rounds=a.rounds, iterations=a.iterations, warmup=a.warmup,
                                  pause=a.pause, progress=prog)
                 report["results"].append({"model": Path(path).name, "image": Path(img_path).name,
-                                          "configs": cfg, "boxes": boxes, "unavailable": m["unavailable"]})
+                                          "configs": cfg, "boxes": boxes, "unavailable": m["unavailable"],
+                                          "default_spin_active": m["detect"]["default"].session.spin_active})
             close_model(m)
         prog.close()
         phase["blocks"] = time.perf_counter() - t0
+        report["other_cores"] = others.sample()
         report["numba_threading_layer"] = machine_record()["threads"]["numba_threading_layer"]
         if not a.no_stream and Path(a.stream_video).exists():
             report["stream"] = measure_stream(models[0], a.stream_video, a.threads, a.stream_frames, a.rounds)

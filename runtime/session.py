@@ -6,7 +6,10 @@
   tight loop of ``run()`` faster but keeps burning the cores after ``run()`` returns and slows
   whatever runs next (our kernels, other pipeline stages, the host application); ``"stop"`` spins
   inside ``run()`` and stops the threads the moment the last concurrent ``run()`` returns (ORT's
-  ``session.force_spinning_stop``). ``spin=None`` means ``DEFAULT_SPIN`` (``Session``,
+  ``session.force_spinning_stop``); ``"auto"`` is ``"stop"`` while other processes leave the
+  session's cores idle and ``"off"`` while they compete (``cpuload.auto_spin``), measured at open
+  and re-checked every ``AUTO_CHECK_S`` during runs (the ORT session is rebuilt in the background
+  when the answer changes twice in a row). ``spin=None`` means ``DEFAULT_SPIN`` (``Session``,
   ``Detector.from_path``); see the README ("Threads and spinning") for the measurements behind it.
 - Model files are checked before ORT sees them: missing/empty/unreadable files and ONNX external-data
   references that leave the model's folder are refused with a clear error.
@@ -16,8 +19,10 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,13 +30,21 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueError
 
+from .cpuload import OtherLoad, auto_spin
+
 __all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo", "SPIN_MODES", "DEFAULT_SPIN", "spin_mode",
            "spin_config"]
 
-SPIN_MODES = ("off", "on", "stop")
+SPIN_MODES = ("auto", "off", "on", "stop")
 # The spin policy of every session whose caller does not choose one (``spin=None``). Changing the
 # default means changing this line only; benchmarks/bench_peers.py measures the three modes.
-DEFAULT_SPIN = "off"
+DEFAULT_SPIN = "auto"
+
+AUTO_CHECK_S = 2.0  # spin="auto": seconds between re-checks of the other processes' load during runs
+_AUTO_OPEN_S = 0.1  # the shortest load window behind the choice at open
+_AUTO_STALE_S = 5.0  # an older window is replaced by a fresh one at open
+_OPEN_WATCH: OtherLoad | None = None  # the window since the previous open (or since the first)
+log = logging.getLogger("edgerun")
 
 # ORT session config entries per mode (keys from onnxruntime's session_options_config_keys.h).
 _SPIN_CONFIG = {
@@ -67,8 +80,26 @@ def spin_mode(spin: bool | str | None) -> str:
 
 
 def spin_config(spin: bool | str | None) -> dict[str, str]:
-    """ORT session config entries for ``spin`` (see ``spin_mode``); inter-op spinning is always off."""
-    return {**_SPIN_CONFIG[spin_mode(spin)], "session.inter_op.allow_spinning": "0"}
+    """ORT session config entries for a fixed mode (see ``spin_mode``; ``"auto"`` is resolved by the
+    session, see ``Session.spin_active``); inter-op spinning is always off."""
+    mode = spin_mode(spin)
+    if mode == "auto":
+        raise EdgerunValueError('spin_config: "auto" is not an ORT setting; pass the mode it chose '
+                                "(Session.spin_active)")
+    return {**_SPIN_CONFIG[mode], "session.inter_op.allow_spinning": "0"}
+
+
+def _other_load_at_open() -> tuple[float | None, int]:
+    """(cores other processes used over the last window, CPUs): the window since the previous
+    open when it is at least ``_AUTO_OPEN_S`` and at most ``_AUTO_STALE_S`` old, else a fresh one."""
+    global _OPEN_WATCH
+    watch = _OPEN_WATCH
+    if watch is None or watch.seconds_since_sample() > _AUTO_STALE_S:
+        watch = _OPEN_WATCH = OtherLoad()
+    wait = _AUTO_OPEN_S - watch.seconds_since_sample()
+    if wait > 0:
+        time.sleep(wait)
+    return watch.sample(), watch.cpus
 
 
 def cpu_budget() -> int:
@@ -179,15 +210,14 @@ def _ort_reason(exc: Exception) -> str:
 class Session:
     """An ONNX Runtime session configured for edge CPUs. ``run`` is thread-safe.
 
-    ``spin``: ``"off"``, ``"on"``, ``"stop"`` (spin inside ``run`` only), ``True`` (= ``"on"``),
-    ``False`` (= ``"off"``) or ``None`` for ``DEFAULT_SPIN``; ``self.spin`` holds the mode string.
+    ``spin``: ``"auto"``, ``"off"``, ``"on"``, ``"stop"`` (spin inside ``run`` only), ``True``
+    (= ``"on"``), ``False`` (= ``"off"``) or ``None`` for ``DEFAULT_SPIN``; ``self.spin`` holds the
+    mode asked for, ``self.spin_active`` the one ORT runs with (``"auto"``'s current choice).
     """
 
     def __init__(self, path: str, *, threads: int | None = None, spin: bool | str | None = None,
                  providers: Sequence[str] | None = None, optimization: str = "all",
                  bind_outputs: bool = True, symbolic_hw: bool = False):
-        import onnxruntime as ort
-
         self.path = check_model_file(path)
         self._args = dict(threads=threads, spin=spin, providers=providers, optimization=optimization,
                           bind_outputs=bind_outputs)
@@ -195,6 +225,32 @@ class Session:
         model = _symbolic_hw_bytes(self.path) if symbolic_hw else self.path
         self.threads = threads or cpu_budget()
         self.spin = spin_mode(spin)
+        self._auto: _AutoSpin | None = None
+        if self.spin == "auto" and self.threads <= 1:
+            self.spin_active = "off"  # no intra-op pool: nothing to spin, nothing to measure
+        elif self.spin == "auto":
+            others, cpus = _other_load_at_open()
+            self.spin_active = auto_spin(others, self.threads, cpus)
+            if others is not None:
+                self._auto = _AutoSpin(self.threads, cpus)
+        else:
+            self.spin_active = self.spin
+        self._model, self._providers = model, providers
+        self._sess = self._open(self.spin_active)
+        self.inputs = tuple(_info(i) for i in self._sess.get_inputs())
+        self.outputs = tuple(_info(o) for o in self._sess.get_outputs())
+        _check_shapes(self.path, self.inputs + self.outputs)
+        self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
+        self._bind = bind_outputs and all(o.static for o in self.outputs)
+        self._local = threading.local()
+        if self._auto is None:
+            self._model = None  # only a reopen needs it (symbolic-H/W bytes can be large)
+
+    def _open(self, mode: str):
+        """An ORT InferenceSession with this session's options and ORT spin mode ``mode``."""
+        import onnxruntime as ort
+
+        providers, optimization = self._providers, self._args["optimization"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -206,7 +262,7 @@ class Session:
         if optimization not in levels:
             raise EdgerunValueError(f"optimization: expected one of {list(levels)}, got {optimization!r}")
         opts.graph_optimization_level = levels[optimization]
-        for key, value in spin_config(self.spin).items():
+        for key, value in spin_config(mode).items():
             opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
         available = ort.get_available_providers()
@@ -216,15 +272,25 @@ class Session:
             raise EdgerunValueError(f"providers {missing} are not available in this onnxruntime; "
                                     f"available: {available}")
         try:
-            self._sess = ort.InferenceSession(model, opts, providers=providers)
+            return ort.InferenceSession(self._model, opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises several types; all mean a bad model
             raise ModelError(f"onnxruntime cannot load {self.path}: {_ort_reason(exc)}") from None
-        self.inputs = tuple(_info(i) for i in self._sess.get_inputs())
-        self.outputs = tuple(_info(o) for o in self._sess.get_outputs())
-        _check_shapes(self.path, self.inputs + self.outputs)
-        self.metadata = dict(self._sess.get_modelmeta().custom_metadata_map)
-        self._bind = bind_outputs and all(o.static for o in self.outputs)
-        self._local = threading.local()
+
+    def _switch(self, mode: str, others: float) -> None:
+        """``spin="auto"``: rebuild the ORT session with ``mode`` (background thread), then swap it in;
+        ``run`` calls in flight finish on the old one. A failure stops the adapting, never a run."""
+        try:
+            sess = self._open(mode)
+        except Exception as exc:  # noqa: BLE001 - keep the working session
+            log.warning("edgerun: spin auto: reopening %s with spin %r failed (%s); staying at %r",
+                        self.path, mode, exc, self.spin_active)
+            self._auto = None
+            return
+        auto = self._auto
+        self._sess, self.spin_active = sess, mode
+        auto.switched(mode)
+        log.info("edgerun: spin auto: %s now runs with spin %r (other processes used %.2f of %d cores)",
+                 os.path.basename(self.path), mode, others, auto.cpus)
 
     def with_symbolic_hw(self) -> "Session":
         """This model reopened with its input's H/W axes symbolic (same options), so it runs at any
@@ -237,6 +303,12 @@ class Session:
     def run(self, feed: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the model. A single array feeds the first input. Returned arrays may be reused
         buffers (overwritten by this thread's next ``run``): copy what you keep."""
+        auto = self._auto
+        if auto is not None and time.monotonic() >= auto.next_check:
+            mode = auto.check(self.spin_active)
+            if mode is not None:
+                threading.Thread(target=self._switch, args=(mode, auto.others), daemon=True,
+                                 name="edgerun-spin-auto").start()
         if isinstance(feed, np.ndarray):
             feed = {self.inputs[0].name: feed}
         if not self._bind or len(feed) != 1:
@@ -246,20 +318,54 @@ class Session:
     def _run_bound(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         (name, x), = feed.items()
         x = np.ascontiguousarray(x)
+        sess = self._sess
         ws = getattr(self._local, "ws", None)
-        if ws is None:
-            outs = [np.empty(o.shape, o.dtype) for o in self.outputs]
-            binding = self._sess.io_binding()
+        if ws is None or ws[0] is not sess:  # first run on this thread, or spin="auto" reopened
+            outs = ws[2] if ws is not None else [np.empty(o.shape, o.dtype) for o in self.outputs]
+            binding = sess.io_binding()
             for o, buf in zip(self.outputs, outs):
                 binding.bind_output(o.name, "cpu", 0, buf.dtype, buf.shape, buf.ctypes.data)
-            ws = self._local.ws = (binding, outs)
-        binding, outs = ws
+            ws = self._local.ws = (sess, binding, outs)
+        _, binding, outs = ws
         binding.bind_input(name, "cpu", 0, x.dtype, x.shape, x.ctypes.data)
-        self._sess.run_with_iobinding(binding)
+        sess.run_with_iobinding(binding)
         return outs
 
     def __repr__(self) -> str:
-        return f"Session({self.path!r}, threads={self.threads}, spin={self.spin!r})"
+        active = f" (now {self.spin_active!r})" if self.spin == "auto" else ""
+        return f"Session({self.path!r}, threads={self.threads}, spin={self.spin!r}{active})"
+
+
+class _AutoSpin:
+    """``spin="auto"``'s re-check: every ``AUTO_CHECK_S`` of runs, the other processes' load since the
+    last check; a different answer from ``auto_spin`` twice in a row asks for a switch (once at a time)."""
+
+    def __init__(self, threads: int, cpus: int) -> None:
+        self.threads, self.cpus = threads, cpus
+        self.load = OtherLoad()
+        self.next_check = time.monotonic() + AUTO_CHECK_S
+        self.others = 0.0
+        self.switches = 0
+        self._votes = 0
+        self._busy = False
+
+    def check(self, current: str) -> str | None:
+        """The mode to switch to now, or None."""
+        self.next_check = time.monotonic() + AUTO_CHECK_S
+        others = self.load.sample()
+        if others is None or self._busy:
+            return None
+        self.others = others
+        want = auto_spin(others, self.threads, self.cpus, current)
+        self._votes = self._votes + 1 if want != current else 0
+        if self._votes < 2:
+            return None
+        self._votes, self._busy = 0, True
+        return want
+
+    def switched(self, mode: str) -> None:
+        self.switches += 1
+        self._busy = False
 
 
 def _info(arg) -> TensorInfo:

@@ -54,7 +54,7 @@ class BaselinePipeline:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = sess.threads
         opts.inter_op_num_threads = 1
-        for key, value in spin_config(sess.spin).items():
+        for key, value in spin_config(sess.spin_active).items():
             opts.add_session_config_entry(key, value)
         opts.log_severity_level = 3
         self.sess = ort.InferenceSession(sess.path, opts, providers=["CPUExecutionProvider"])

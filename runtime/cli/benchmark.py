@@ -63,8 +63,9 @@ def add_arguments(p) -> None:
                    help="frame format fed to the detector; non-BGR frames are converted once up front")
     p.add_argument("--batch", type=int, default=1, help="frames per inference (dynamic-batch models)")
     p.add_argument("--spin", nargs="?", const="on", default=None, choices=SPIN_MODES,
-                   help="ORT intra-op spin-waiting: off, on (bare --spin), or stop (spin inside run() "
-                        "only, session.force_spinning_stop); default: edgerun's DEFAULT_SPIN")
+                   help="ORT intra-op spin-waiting: auto (stop while the other processes leave the cores idle, "
+                        "else off), off, on (bare --spin), or stop (spin inside run() only, "
+                        "session.force_spinning_stop); default: edgerun's DEFAULT_SPIN")
     p.add_argument("--compare", action="append", choices=("baseline", "ultralytics"), default=[],
                    help="also run a peer on the same inputs, interleaved; prints per-stage ratios")
     p.add_argument("--soak", type=int, default=0, metavar="N", help="N more frames tracking RSS growth")
@@ -174,7 +175,7 @@ def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads
     pipes = [EdgerunPipeline(det, cfg.pixel_format, cfg.batch)]
     pipes += [make_peer(kind, det, cfg.pixel_format, cfg.imgsz) for kind in cfg.compare]
     params = {"model": os.path.basename(cfg.model), "model_path": os.path.abspath(cfg.model),
-              "source": source_path, "threads": det.session.threads, "spin": det.session.spin,
+              "source": source_path, "threads": det.session.threads, "spin": det.session.spin, "spin_active": det.session.spin_active,
               "pixel_format": cfg.pixel_format, "input_size": list(det.spec.input_size),
               "batch": cfg.batch, "group": group, "numba_threads": _numba_threads()}
     cases = [Case(f"{p.name}@{det.session.threads}t", p.name, params, Recorder(), frames_per_iteration=cfg.batch)

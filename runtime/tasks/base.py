@@ -64,8 +64,8 @@ class Task:
         """Open an ONNX file as this task. Keywords in ``OPTIONS`` (or the first positional ones,
         in that order) go to the task; the others replace ModelSpec fields (e.g.
         ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``; an ``input_size`` the graph
-        cannot take is refused here). ``spin``: ORT spin-waiting, "off" | "on" | "stop" | True | False,
-        None for ``session.DEFAULT_SPIN``."""
+        cannot take is refused here). ``spin``: ORT spin-waiting, "auto" | "off" | "on" | "stop" | True |
+        False, None for ``session.DEFAULT_SPIN``."""
         if len(options) > len(cls.OPTIONS):
             raise TypeError(f"{cls.__name__}.from_path takes at most {len(cls.OPTIONS)} positional "
                             f"options {cls.OPTIONS}, got {len(options)}")

@@ -35,7 +35,7 @@ def _imagenet_names() -> tuple[str, ...]:
 class Classifier(Task):
     """An image classifier on ONNX Runtime. ``classify(image)`` -> ``Classifications`` (top-k).
 
-    ``Classifier.from_path(path, top_k=5, threads=None, spin=False, providers=None, **spec_overrides)``
+    ``Classifier.from_path(path, top_k=5, threads=None, spin=None, providers=None, **spec_overrides)``
     (e.g. ``softmax=False``). Thread-safe like Detector; ``detect``/``detect_batch`` (the task base's
     common names) work too.
     """

@@ -28,7 +28,7 @@ class Detector(Task):
     """A YOLO-family detector on ONNX Runtime with Numba pre/post-processing.
 
     ``Detector.from_path(path, score_threshold=0.25, iou_threshold=0.7, max_detections=300,
-    threads=None, spin=False, providers=None, class_agnostic=False, **spec_overrides)``;
+    threads=None, spin=None, providers=None, class_agnostic=False, **spec_overrides)``;
     ``detect(image, pixel_format="bgr")`` -> ``Detections`` (see ``Task.run``).
     Thread-safe: threads may share one Detector (each thread gets its own buffers).
     """

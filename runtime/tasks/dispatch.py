@@ -37,7 +37,7 @@ _TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segmen
                "semantic": "semantic"}
 
 
-def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool = False,
+def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool | str | None = None,
                providers: Sequence[str] | None = None, strict: bool = True, **kwargs: Any):
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
     Segmenter, Classifier, FaceDetector or SemanticSegmenter. Unknown task names raise ``EdgerunValueError`` listing the choices.

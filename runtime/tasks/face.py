@@ -52,7 +52,7 @@ class FaceDetector(Task):
     """YuNet face detector. Thread-safe like Detector.
 
     ``FaceDetector.from_path(path, score_threshold=0.9, iou_threshold=0.3, max_detections=300,
-    threads=None, spin=False, providers=None, max_candidates=5000, **spec_overrides)``.
+    threads=None, spin=None, providers=None, max_candidates=5000, **spec_overrides)``.
     """
 
     OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "max_candidates", "native", "max_pixels")

@@ -22,7 +22,7 @@ __all__ = ["SemanticSegmenter", "VOC_NAMES"]
 class SemanticSegmenter(Task):
     """Semantic segmentation; ``segment(image)`` -> ``SemanticMask``. Thread-safe like Detector.
 
-    ``SemanticSegmenter.from_path(path, threads=None, spin=False, providers=None, **spec_overrides)``.
+    ``SemanticSegmenter.from_path(path, threads=None, spin=None, providers=None, **spec_overrides)``.
     """
 
     def __init__(self, session: Session, spec: ModelSpec):

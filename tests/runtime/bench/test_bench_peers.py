@@ -26,7 +26,8 @@ def _bench_peers():
 
 
 @pytest.mark.parametrize("spin, mode", [(None, DEFAULT_SPIN), (False, "off"), (True, "on"), ("off", "off"),
-                                        ("on", "on"), ("stop", "stop"), ("Stop", "stop")])
+                                        ("on", "on"), ("stop", "stop"), ("Stop", "stop"),
+                                        ("auto", "auto")])
 def test_spin_mode_names(spin, mode):
     assert spin_mode(spin) == mode
 
@@ -37,7 +38,7 @@ def test_default_spin_is_a_mode():
 
 @pytest.mark.parametrize("bad", ["fast", ""])
 def test_unknown_spin_mode_is_a_clear_error(bad):
-    with pytest.raises(ValueError, match=r"spin: expected one of \['off', 'on', 'stop'\]"):
+    with pytest.raises(ValueError, match=r"spin: expected one of \['auto', 'off', 'on', 'stop'\]"):
         spin_mode(bad)
 
 
