@@ -120,7 +120,7 @@ def seg(tmp_path_factory, verify_dir):
     pt = str(folder / "yolov8n-seg-rebuilt.pt")
     assert _seg_checkpoint(pt) == 153  # 75 convs + the proto upsample (weight, bias), the DFL conv
     _predicts_the_seg_refs(pt)
-    return export_checkpoint(pt, str(folder / "seg.onnx"), imgsz=IMGSZ, verify_images=verify_dir)
+    return export_checkpoint(pt, str(folder / "seg.onnx"), imgsz=IMGSZ, verify_images=verify_dir), pt
 
 
 def test_detects_ultralytics_checkpoints_without_unpickling(tmp_path):
@@ -217,13 +217,25 @@ def test_checkpoint_without_images_is_not_verified_and_force_replaces(fall, caps
 def test_segmentation_checkpoint_matches_boxes_and_masks(seg):
     """YOLOv8n-seg (trained COCO weights, rebuilt into a .pt by ``_seg_checkpoint``), dynamic H/W: edgerun's
     boxes and image-resolution masks reproduce YOLO(pt).predict's (retina_masks=False), square and not."""
-    from edgerun.export.ultra import MIN_MASK_IOU, format_gate
+    from edgerun.export.ultra import format_gate
 
-    gate = seg["checkpoint_gate"]
+    gate = seg[0]["checkpoint_gate"]
     _check_gate(gate, {"square": 5, "non-square": 20})
     for shape, g in gate["by_shape"].items():
-        assert g["mask_pairs"] == g["matched"] and g["min_mask_iou"] >= MIN_MASK_IOU, (shape, g)
+        assert g["mask_pairs"] == g["matched"] and g["min_mask_iou"] >= 0.999, (shape, g)  # fp32: exact
     assert "mask IoU min" in format_gate(gate) and "PASS" in format_gate(gate)
+
+
+def test_fp16_segmentation_masks_stay_within_the_gate(seg, verify_dir, tmp_path):
+    """fp16 moves a few mask pixels (min IoU 0.953 when measured, on a person cut by the bus_square crop):
+    within MIN_MASK_IOU, and the pairs' median stays at 0.999+."""
+    from edgerun.export.ultra import MIN_MASK_IOU
+
+    gate = export_checkpoint(seg[1], str(tmp_path / "seg16.onnx"), imgsz=IMGSZ, precision="fp16",
+                             verify_images=verify_dir)["checkpoint_gate"]
+    _check_gate(gate, {"square": 5, "non-square": 20})
+    for shape, g in gate["by_shape"].items():
+        assert g["min_mask_iou"] >= MIN_MASK_IOU and g["median_mask_iou"] >= 0.999, (shape, g)
 
 
 def _boxes(*rows):
