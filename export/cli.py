@@ -49,17 +49,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "that is not a plain state_dict: this runs arbitrary code from the file")
 
 
-class _CalibProgress:
-    """``progress(i, n)`` callback of the calibration feed, shown through the shared ``Progress``."""
+class _StepProgress:
+    """``progress(i, n)`` callback of a per-image step (int8 calibration, the checkpoint gate), shown
+    through the shared ``Progress`` under ``desc``."""
 
-    def __init__(self) -> None:
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
         self._bar = None
 
     def __call__(self, i: int, n: int) -> None:
         from edgerun.runtime.progress import Progress
 
         if self._bar is None:
-            self._bar = Progress("int8 calibration", total=n, unit="img")
+            self._bar = Progress(self.desc, total=n, unit="img")
         self._bar.update(1)
         if i >= n:
             self.close()
@@ -85,14 +87,15 @@ def run_export(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.force:  # the source itself included: never destroy
         from .torch_export import ExportError
         raise ExportError(f"{args.output} exists; pass --force to replace it")
-    progress = _CalibProgress()
+    progress, gate_progress = _StepProgress("int8 calibration"), _StepProgress("checkpoint gate")
     try:
         if not args.arch and is_ultralytics_checkpoint(args.source):
             imgsz = args.imgsz[0] if args.imgsz and len(args.imgsz) == 1 else args.imgsz
             r = export_checkpoint(args.source, args.output, imgsz=imgsz, dynamic=not args.static,
                                   force=args.force, precision=_precision(args), calib=args.calib,
                                   calib_max=args.calib_max, verify_images=args.verify_images,
-                                  threads=args.threads, progress=progress, val=args.val)
+                                  threads=args.threads, progress=progress, val=args.val,
+                                  verify_progress=gate_progress)
             if args.json:
                 _print_json(r)
             else:
@@ -112,6 +115,7 @@ def run_export(args: argparse.Namespace) -> int:
                              val=args.val)
     finally:
         progress.close()
+        gate_progress.close()
     if args.json:
         _print_json(report)
     else:

@@ -3,8 +3,8 @@
 Ultralytics' own exporter writes the ONNX (its architectures, its code), edgerun finishes it
 (``finish_onnx``: metadata schema, onnxslim, fp16/int8), then the gate runs the checkpoint's own
 predictor (``YOLO(pt).predict``: rect letterboxing for a .pt) and edgerun's pipeline on the exported
-file over the same images and compares boxes (F1 at IoU >= 0.9, same class), confidences and
-keypoints. ``ultralytics`` and torch are imported only inside these functions, never on the runtime
+file over the same images and compares boxes (F1 at IoU >= 0.9, same class), confidences,
+keypoints and masks. ``ultralytics`` and torch are imported only inside these functions, never on the runtime
 path. Checkpoints are full pickles: only export files you trust.
 """
 from __future__ import annotations
@@ -17,12 +17,13 @@ import sys
 import tempfile
 import time
 import zipfile
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .metrics import box_iou
 from .torch_export import ExportError
+from .verify import NMS_MARGIN, nms_borderline
 
 __all__ = ["is_ultralytics_checkpoint", "export_checkpoint", "compare_with_checkpoint"]
 
@@ -32,9 +33,17 @@ INSTALL = ('pip install torch==2.14.1 torchvision==0.29.1 --index-url https://do
 MIN_F1 = 0.99
 MAX_CONF_DIFF = 0.02
 MAX_KPT_PX = 2.0
-# int8 moves confidences and keypoints by design: gated on box F1 only, as finish_onnx's int8 gate
-LIMITS = {"fp32": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX), "fp16": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX),
-          "int8": (0.9, None, None)}
+# Measured on the 30 gate images at imgsz 320 (YOLOv8n-seg rebuilt from the shared ONNX; the fall YOLOv8s):
+# fp32 masks agree exactly (min IoU 0.9999), fp16 min 0.953 (median 1.000); Ultralytics' own retina_masks=True
+# vs its default differ by min 0.933 (median 0.990), so 0.9 passes fp16 and refuses gross mask errors.
+MIN_MASK_IOU = 0.9
+# fp16 moved confidences by at most 0.0033 (same data): a box this close to conf may flip sides without
+# drift; the margin is MAX_CONF_DIFF, since a partner further below would fail the confidence limit anyway.
+# (NMS_MARGIN, the same for the NMS IoU, lives in verify.py with finish_onnx's gate.)
+FLIP_MARGIN = MAX_CONF_DIFF
+# int8 moves confidences, keypoints and masks by design: gated on box F1 only, as finish_onnx's int8 gate
+LIMITS = {"fp32": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX, MIN_MASK_IOU),
+          "fp16": (MIN_F1, MAX_CONF_DIFF, MAX_KPT_PX, MIN_MASK_IOU), "int8": (0.9, None, None, None)}
 
 
 def is_ultralytics_checkpoint(path: str) -> bool:
@@ -75,14 +84,16 @@ def _yolo():
 def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = None, dynamic: bool = True,
                       precision: str = "fp32", calib: str | None = None, calib_max: int = 32,
                       verify_images: Any = None, force: bool = False, threads: int | None = None,
-                      progress=None, val: str | None = None) -> dict[str, Any]:
+                      progress: Callable[[int, int], None] | None = None, val: str | None = None,
+                      verify_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Export ``pt`` with Ultralytics' exporter, finish it into ``out`` and verify it against ``pt``.
 
     ``dynamic`` (default True): symbolic H/W, so edgerun letterboxes to the minimal stride-aligned
     rectangle as the checkpoint's own predictor does on non-square images (a static square export
     cannot reproduce that). Verified on ``verify_images``, else on the user's ``calib`` images (held-out
     ones for int8); with neither, the report says "not verified". ``val``: COCO mAP of Ultralytics' ONNX
-    and the finished file (``finish_onnx``). Raises ``ExportError`` when the
+    and the finished file (``finish_onnx``). ``progress(i, n)``: int8 calibration; ``verify_progress(i, n)``:
+    the checkpoint gate, after each image. Raises ``ExportError`` when the
     exported model disagrees with the checkpoint (and leaves no file) unless ``force``."""
     from .finish import finish_onnx, umask_mode
 
@@ -110,7 +121,7 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
                              require_verified=False, val=val)
         images = _read_all(report["verify_files"])
         gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads,
-                                       limits=LIMITS.get(precision, LIMITS["fp32"]))
+                                       limits=LIMITS.get(precision, LIMITS["fp32"]), progress=verify_progress)
         gate["verify_from"] = report["verify_from"]
         report.update(checkpoint=os.path.abspath(pt), dynamic=dynamic, export_seconds=round(t_export, 2),
                       checkpoint_gate=gate, path=os.path.abspath(out))
@@ -152,59 +163,123 @@ def _copy_as(src: str, out: str, mode: int) -> None:
 
 def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str, np.ndarray]], *,
                             imgsz: Any = 640, threads: int | None = None, conf: float = 0.25,
-                            iou: float = 0.7, limits: tuple = LIMITS["fp32"]) -> dict[str, Any]:
+                            iou: float = 0.7, limits: tuple = LIMITS["fp32"], margin: float = FLIP_MARGIN,
+                            nms_margin: float = NMS_MARGIN, progress: Callable[[int, int], None] | None = None
+                            ) -> dict[str, Any]:
     """``YOLO(pt).predict`` vs edgerun's ``open_model(onnx_path)`` on ``images`` (name, BGR array).
 
-    Boxes are matched one-to-one (greedy by IoU, same class, IoU >= 0.9); reported per image shape
-    (square / non-square): F1, worst confidence difference and worst keypoint distance in pixels;
-    ``limits`` (min F1, max confidence difference, max keypoint px; None: not gated) decide ``ok``."""
+    Both sides predict at ``conf - margin``; boxes are matched one-to-one (greedy by IoU, same class,
+    IoU >= 0.9) and a pair counts when either side reaches ``conf`` (one side just under it is a
+    threshold flip, not a miss); an unmatched box counts as a miss when it reaches ``conf``, unless NMS
+    nearly suppressed it (IoU >= ``iou - nms_margin`` with a stronger same-class box that is paired:
+    the other side suppressed that duplicate by a hair). Reported
+    per image shape (square / non-square): F1, worst confidence difference, worst keypoint distance in
+    pixels and, for segmentation, the min and median mask IoU of the pairs (reference masks mapped to
+    the image as Ultralytics' ``scale_masks`` and plotting do). ``limits`` (min F1, max confidence
+    difference, max keypoint px, min mask IoU; None: not gated) decide ``ok``. ``progress(i, n)`` is
+    called after each image."""
     from edgerun.runtime import open_model
 
     YOLO = _yolo()
     ref_model = YOLO(pt)
-    new = open_model(onnx_path, threads=threads, score_threshold=conf, iou_threshold=iou, strict=False)
-    groups: dict[str, dict[str, float]] = {}
+    low = max(conf - margin, 0.0)
+    new = open_model(onnx_path, threads=threads, score_threshold=low, iou_threshold=iou, strict=False)
+    groups: dict[str, dict[str, Any]] = {}
+    ious: dict[str, list[float]] = {}
     per_image = []
-    for name, img in images:
+    for k, (name, img) in enumerate(images):
         with _quiet():
-            r = ref_model.predict(img, imgsz=imgsz, conf=conf, iou=iou, device="cpu", verbose=False)[0]
-        rb = r.boxes.xyxy.cpu().numpy().astype(np.float64)
-        rc, rk = r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int)
-        d = new.detect(img)
-        nb, nc, nk = d.xyxy.astype(np.float64), d.confidence, d.class_id.astype(int)
-        pairs = _match(rb, rk, nb, nk)
-        conf_diff = max((abs(float(rc[i]) - float(nc[j])) for i, j in pairs), default=0.0)
-        kpt = 0.0
-        if r.keypoints is not None and "keypoints" in d.data and pairs:
-            rkp = r.keypoints.xy.cpu().numpy()
-            nkp = d.data["keypoints"]
-            kpt = max(float(np.abs(rkp[i] - nkp[j]).max()) for i, j in pairs)
+            r = ref_model.predict(img, imgsz=imgsz, conf=low, iou=iou, device="cpu", verbose=False)[0]
+        rec, mask_ious = _compare_image(r, new.detect(img), conf, iou - nms_margin)
         h, w = img.shape[:2]
         shape = "square" if h == w else "non-square"
-        g = groups.setdefault(shape, {"images": 0, "ref_boxes": 0, "new_boxes": 0, "matched": 0,
-                                      "max_conf_diff": 0.0, "max_keypoint_px": 0.0})
+        g = groups.setdefault(shape, dict.fromkeys(("images",) + _COUNTS, 0) | dict.fromkeys(_WORST, 0.0))
         g["images"] += 1
-        g["ref_boxes"] += len(rb)
-        g["new_boxes"] += len(nb)
-        g["matched"] += len(pairs)
-        g["max_conf_diff"] = max(g["max_conf_diff"], conf_diff)
-        g["max_keypoint_px"] = max(g["max_keypoint_px"], kpt)
-        per_image.append({"image": name, "size": [w, h], "ref_boxes": len(rb), "new_boxes": len(nb),
-                          "matched": len(pairs), "max_conf_diff": conf_diff, "max_keypoint_px": kpt})
+        for key in _COUNTS:
+            g[key] += rec[key]
+        for key in _WORST:
+            g[key] = max(g[key], rec[key])
+        ious.setdefault(shape, []).extend(mask_ious)
+        per_image.append({"image": name, "size": [w, h], **rec, "min_mask_iou": min(mask_ious, default=None)})
+        if progress is not None:
+            progress(k + 1, len(images))
     problems = []
     for shape, g in groups.items():
-        total = g["ref_boxes"] + g["new_boxes"]
-        g["f1"] = 2.0 * g["matched"] / total if total else None
-        min_f1, max_conf, max_kpt = limits
-        if g["f1"] is not None and g["f1"] < min_f1:
-            problems.append(f"{shape}: box F1 {g['f1']:.3f} < {min_f1} (IoU >= 0.9, same class)")
-        if max_conf is not None and g["max_conf_diff"] > max_conf:
-            problems.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {max_conf}")
-        if max_kpt is not None and g["max_keypoint_px"] > max_kpt:
-            problems.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {max_kpt}")
+        counted = 2 * g["matched"] + g["ref_only"] + g["new_only"]
+        g["f1"] = 2.0 * g["matched"] / counted if counted else None
+        g["min_mask_iou"] = min(ious[shape]) if ious[shape] else None
+        g["median_mask_iou"] = float(np.median(ious[shape])) if ious[shape] else None
+        problems += _problems(shape, g, limits)
     verified = sum(g["ref_boxes"] for g in groups.values()) > 0
     return {"verified": verified, "ok": not problems, "problems": problems, "by_shape": groups,
-            "per_image": per_image}
+            "per_image": per_image, "conf": conf, "flip_margin": margin, "nms_margin": nms_margin}
+
+
+_COUNTS = ("ref_boxes", "new_boxes", "matched", "ref_only", "new_only", "threshold_flips", "nms_borderline",
+           "mask_pairs")
+_WORST = ("max_conf_diff", "max_keypoint_px")
+
+
+def _compare_image(r: Any, d: Any, conf: float, nms_near: float) -> tuple[dict[str, Any], list[float]]:
+    """One image: Ultralytics' result ``r`` vs edgerun's ``d`` (both at the lowered threshold): the
+    ``_COUNTS`` and ``_WORST`` fields, and the mask IoU of each pair."""
+    rb = r.boxes.xyxy.cpu().numpy().astype(np.float64)
+    rc, rk = r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(int)
+    nb, nc, nk = d.xyxy.astype(np.float64), d.confidence, d.class_id.astype(int)
+    pairs = [(i, j) for i, j in _match(rb, rk, nb, nk) if max(rc[i], nc[j]) >= conf]
+    ref_only, ref_nms = _unmatched(rb, rc, rk, {i for i, _ in pairs}, conf, nms_near)
+    new_only, new_nms = _unmatched(nb, nc, nk, {j for _, j in pairs}, conf, nms_near)
+    kpt = 0.0
+    if r.keypoints is not None and "keypoints" in d.data and pairs:
+        rkp, nkp = r.keypoints.xy.cpu().numpy(), d.data["keypoints"]
+        kpt = max(float(np.abs(rkp[i] - nkp[j]).max()) for i, j in pairs)
+    mask_ious = _mask_ious(r, d, pairs)
+    rec = {"ref_boxes": int((rc >= conf).sum()), "new_boxes": int((nc >= conf).sum()), "matched": len(pairs),
+           "ref_only": ref_only, "new_only": new_only,
+           "threshold_flips": sum(1 for i, j in pairs if min(rc[i], nc[j]) < conf),
+           "nms_borderline": ref_nms + new_nms, "mask_pairs": len(mask_ious),
+           "max_conf_diff": max((abs(float(rc[i]) - float(nc[j])) for i, j in pairs), default=0.0),
+           "max_keypoint_px": kpt}
+    return rec, mask_ious
+
+
+def _unmatched(boxes: np.ndarray, confs: np.ndarray, classes: np.ndarray, paired: set[int], conf: float,
+               nms_near: float) -> tuple[int, int]:
+    """(misses, NMS-borderline) among one side's unpaired boxes that reach ``conf`` (``nms_borderline``)."""
+    lone = (confs >= conf) & ~np.isin(np.arange(len(boxes)), sorted(paired))
+    near = nms_borderline(boxes, confs, classes, paired, nms_near)
+    return int((lone & ~near).sum()), int((lone & near).sum())
+
+
+def _problems(shape: str, g: dict[str, Any], limits: tuple) -> list[str]:
+    min_f1, max_conf, max_kpt, min_mask = limits
+    out = []
+    if g["f1"] is not None and g["f1"] < min_f1:
+        out.append(f"{shape}: box F1 {g['f1']:.3f} < {min_f1} (IoU >= 0.9, same class)")
+    if max_conf is not None and g["max_conf_diff"] > max_conf:
+        out.append(f"{shape}: confidence differs by {g['max_conf_diff']:.3f} > {max_conf}")
+    if max_kpt is not None and g["max_keypoint_px"] > max_kpt:
+        out.append(f"{shape}: keypoints differ by {g['max_keypoint_px']:.2f} px > {max_kpt}")
+    if min_mask is not None and g["min_mask_iou"] is not None and g["min_mask_iou"] < min_mask:
+        out.append(f"{shape}: mask IoU {g['min_mask_iou']:.3f} < {min_mask}")
+    return out
+
+
+def _mask_ious(r: Any, d: Any, pairs: list[tuple[int, int]]) -> list[float]:
+    """IoU of each pair's masks in image pixels: the reference's ``r.masks.data`` (tensor resolution)
+    mapped as Ultralytics' plotting does (``scale_masks(...) > 0.5``), edgerun's ``d.mask`` as is."""
+    if r.masks is None or d.mask is None or not pairs:
+        return []
+    from ultralytics.utils import ops
+
+    data = r.masks.data[[i for i, _ in pairs]]
+    ref = (ops.scale_masks(data[None].float(), d.mask.shape[1:])[0] > 0.5).cpu().numpy()
+    out = []
+    for a, (_, j) in zip(ref, pairs):
+        b = d.mask[j]
+        union = int(np.logical_or(a, b).sum())
+        out.append(int(np.logical_and(a, b).sum()) / union if union else 1.0)
+    return out
 
 
 def _match(rb: np.ndarray, rk: np.ndarray, nb: np.ndarray, nk: np.ndarray, iou_min: float = 0.9
@@ -234,8 +309,13 @@ def format_gate(gate: dict[str, Any]) -> str:
     lines = []
     for shape, g in gate["by_shape"].items():
         f1 = "n/a" if g["f1"] is None else f"{g['f1']:.3f}"
+        near = [f"{g[k]} {what}" for k, what in (("threshold_flips", "across the conf threshold"),
+                                                 ("nms_borderline", "NMS-borderline ignored")) if g.get(k)]
+        flips = f" ({', '.join(near)})" if near else ""
+        masks = (f", mask IoU min {g['min_mask_iou']:.3f} median {g['median_mask_iou']:.3f} "
+                 f"({g['mask_pairs']} pairs)") if g.get("min_mask_iou") is not None else ""
         lines.append(f"checkpoint vs ONNX, {shape} ({g['images']} images): boxes {g['ref_boxes']}/{g['new_boxes']}, "
-                     f"F1 @IoU0.9 {f1}, max conf diff {g['max_conf_diff']:.4f}, "
-                     f"max keypoint diff {g['max_keypoint_px']:.2f} px")
+                     f"F1 @IoU0.9 {f1}{flips}, max conf diff {g['max_conf_diff']:.4f}, "
+                     f"max keypoint diff {g['max_keypoint_px']:.2f} px{masks}")
     lines.append("checkpoint gate: " + ("PASS" if gate["ok"] else "FAIL: " + "; ".join(gate["problems"])))
     return "\n".join(lines)

@@ -146,6 +146,21 @@ def test_gate_refuses_broken_model_and_leaves_no_file(tmp_path, monkeypatch):
     assert out.read_bytes() == b"previous" and not _leftovers(tmp_path)
 
 
+def test_duplicates_at_the_nms_iou_are_borderline_not_disagreements():
+    """A box NMS kept by a hair (IoU 0.69 with a stronger matched box, NMS at 0.7) may be gone in the other
+    model (fp16 moves such IoUs by up to 0.01): borderline. The same box at IoU 0.6 is a disagreement."""
+    from edgerun.export.verify import _agree
+    from edgerun.runtime.results import Detections
+
+    def det(*rows):
+        a = np.array(rows, np.float32)
+        return Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64))
+
+    strong, dup, far = (0, 0, 100, 100, 0.9, 0), (0, 0, 100, 69, 0.5, 0), (0, 0, 100, 60, 0.5, 0)
+    assert _agree(det(strong, dup), det(strong), 0.9, 0.3, 0.68) == (1, 1, 1, 1)  # matched, borderline, counted
+    assert _agree(det(strong, far), det(strong), 0.9, 0.3, 0.68) == (1, 0, 2, 1)
+
+
 def test_impossible_threshold_fails_unless_forced(tmp_path):
     out = tmp_path / "d.onnx"
     with pytest.raises(ExportError, match="F1 1.000 < 1.01"):
