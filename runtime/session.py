@@ -41,7 +41,7 @@ SPIN_MODES = ("auto", "off", "on", "stop")
 DEFAULT_SPIN = "auto"
 
 AUTO_CHECK_S = 2.0  # spin="auto": seconds between re-checks of the other processes' load during runs
-_AUTO_OPEN_S = 0.1  # the shortest load window behind the choice at open
+_AUTO_OPEN_S = 0.05  # the shortest load window behind the choice at open (5 ticks per CPU at 100 Hz)
 _AUTO_STALE_S = 5.0  # an older window is replaced by a fresh one at open
 _OPEN_WATCH: OtherLoad | None = None  # the window since the previous open (or since the first)
 log = logging.getLogger("edgerun")
@@ -61,7 +61,12 @@ _ORT_DTYPES = {
 
 
 class ModelError(EdgerunError, ValueError):
-    """The model file is missing, unreadable, hostile or not usable by edgerun."""
+    """The model file is missing, unreadable, hostile or not usable by edgerun; ``reason`` holds the
+    cause without the file name when the message wraps one (e.g. why H/W cannot be made symbolic)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
 
 
 def spin_mode(spin: bool | str | None) -> str:
@@ -96,6 +101,7 @@ def _other_load_at_open() -> tuple[float | None, int]:
     watch = _OPEN_WATCH
     if watch is None or watch.seconds_since_sample() > _AUTO_STALE_S:
         watch = _OPEN_WATCH = OtherLoad()
+    import onnxruntime  # noqa: F401 - the first import in a process (~0.1 s) fills the window
     wait = _AUTO_OPEN_S - watch.seconds_since_sample()
     if wait > 0:
         time.sleep(wait)
@@ -383,4 +389,4 @@ def _symbolic_hw_bytes(path: str) -> bytes:
         return symbolic_model(path).SerializeToString()
     except NotSymbolic as exc:
         raise ModelError(f"{path}: the input size is fixed in the graph and cannot be made symbolic: "
-                         f"{exc}") from None
+                         f"{exc}", reason=str(exc)) from None

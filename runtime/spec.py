@@ -353,7 +353,7 @@ def fit_input_size(session, spec: ModelSpec):
     try:
         session = session.with_symbolic_hw()
     except ModelError as exc:
-        reason = str(exc).split("cannot be made symbolic: ")[-1]
+        reason = exc.reason
         raise EdgerunValueError(
             f"input_size: the graph's input {session.inputs[0].name!r} is fixed to {fixed[0]}x{fixed[1]} (HxW) and "
             f"cannot run at {spec.input_size[0]}x{spec.input_size[1]} ({reason}); use input_size={fixed} "
