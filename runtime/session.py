@@ -261,6 +261,10 @@ class Session:
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No memory pattern: ORT plans one block for the whole run on top of the arena's chunks. Off,
+        # yolov8n 640 fp32 peaks 24 MB lower (270 -> 246 MB after two detects, runtime-only venv) at the
+        # same speed (paired runs, 2-core AVX2 EPYC: off/on 0.987 at 640 fp32, 0.984 at 320 int8).
+        opts.enable_mem_pattern = False
         levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
