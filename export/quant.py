@@ -80,7 +80,7 @@ def stem_nodes(model, limit: int = 16) -> list[str]:
     for n in model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    stem: dict[str, None] = {}
+    stem: list[str] = []
     stack = [i.name for i in model.graph.input if i.name not in sizes]
     seen: set[str] = set()
     first_layer = None
@@ -93,11 +93,11 @@ def stem_nodes(model, limit: int = 16) -> list[str]:
                 if first_layer is not None and node.name != first_layer:
                     continue  # the second trained layer: the stem ends before it
                 first_layer = node.name
-            stem[node.name] = None
+            stem.append(node.name)
             if len(stem) > limit:
                 return []
             stack.extend(node.output)
-    return list(stem) if first_layer is not None else []
+    return stem if first_layer is not None else []
 
 
 def _is_trained_layer(node, sizes: dict[str, int]) -> bool:

@@ -175,7 +175,8 @@ def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads
     pipes = [EdgerunPipeline(det, cfg.pixel_format, cfg.batch)]
     pipes += [make_peer(kind, det, cfg.pixel_format, cfg.imgsz) for kind in cfg.compare]
     params = {"model": os.path.basename(cfg.model), "model_path": os.path.abspath(cfg.model),
-              "source": source_path, "threads": det.session.threads, "spin": det.session.spin, "spin_active": det.session.spin_active,
+              "source": source_path, "threads": det.session.threads, "spin": det.session.spin,
+              "spin_active": det.session.spin_active,
               "pixel_format": cfg.pixel_format, "input_size": list(det.spec.input_size),
               "batch": cfg.batch, "group": group, "numba_threads": _numba_threads()}
     cases = [Case(f"{p.name}@{det.session.threads}t", p.name, params, Recorder(), frames_per_iteration=cfg.batch)
