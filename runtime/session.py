@@ -222,11 +222,13 @@ def thread_affinities(threads: int, clusters: CpuClusters) -> str | None:
 
 
 def use_big_cores(root: str | None = None) -> tuple[int, ...] | None:
-    """Pin the calling thread, and every thread it starts afterwards (Numba's and ORT's pools
-    included, when started later), to the fastest cluster; cap Numba's threads at its size. Does
-    nothing on a uniform CPU set or when ``$EDGERUN_THREADS`` is set. Returns the CPUs pinned to, or
-    None. The ``edgerun`` command calls it first thing; a library user calls it only if the whole
-    program should stay on the big cores (it changes the caller thread's affinity)."""
+    """Pin the calling thread, and every thread it starts afterwards (ORT's pools and stream stage
+    threads included, when started later), to the fastest cluster. edgerun's Numba kernels are serial
+    (none is ``parallel=True``): they run on the thread that calls them, so this puts them on the big
+    cores too, and Numba's own pool never starts. Does nothing on a uniform CPU set or when
+    ``$EDGERUN_THREADS`` is set. Returns the CPUs pinned to, or None. The ``edgerun`` command calls it
+    first thing (unless ``--threads`` is given); a library user calls it only if the whole program
+    should stay on the big cores (it changes the caller thread's affinity)."""
     if _env_threads() is not None:
         return None
     clusters = cpu_clusters(root)
@@ -237,9 +239,6 @@ def use_big_cores(root: str | None = None) -> tuple[int, ...] | None:
     except OSError as exc:
         log.info("edgerun: cannot pin to the big cores %s (%s)", clusters.big, exc)
         return None
-    import numba
-
-    numba.set_num_threads(min(len(clusters.big), numba.config.NUMBA_NUM_THREADS))
     return clusters.big
 
 

@@ -134,3 +134,27 @@ def test_session_pins_ort_pool_on_mixed_cores(tmp_path, monkeypatch):
     b = chosen.run(x)
     for u, v in zip(a, b):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-4)
+
+
+def test_use_big_cores_pins_the_calling_thread(tmp_path, monkeypatch):
+    """A (fake) mixed set over this machine's real CPUs: the first is "big", the others slow. The
+    calling thread is pinned to the first CPU and a thread started afterwards inherits it."""
+    import threading
+
+    real = allowed_cpus()
+    if len(real) < 2:
+        pytest.skip("needs two CPUs to pin to one of them")
+    root = fake_tree(tmp_path, capacity={c: (1024 if c == real[0] else 400) for c in real})
+    monkeypatch.setattr(session_mod, "SYSFS_CPU", root)
+    before = os.sched_getaffinity(0)
+    seen = []
+    try:
+        assert use_big_cores() == (real[0],)
+        t = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+        t.start()
+        t.join()
+        assert os.sched_getaffinity(0) == {real[0]} and seen == [{real[0]}]
+    finally:
+        os.sched_setaffinity(0, before)
+    monkeypatch.setenv("EDGERUN_THREADS", "2")
+    assert use_big_cores() is None and os.sched_getaffinity(0) == before
