@@ -3,8 +3,8 @@
 - One CPU budget (``cpu_budget()``) shared by ORT's intra-op threads and Numba's kernels. On mixed
   cores (``cpu_clusters``: RK3588's 4x A76 + 4x A55, Intel's P+E cores) it is the fastest cluster, and
   ORT's pool threads are pinned there (``session.intra_op_thread_affinities``); the ``edgerun``
-  command also pins its own threads, Numba's with them (``use_big_cores``). ``threads=`` or
-  ``$EDGERUN_THREADS`` choose the count instead, unpinned.
+  command also pins its own threads there, and with them the (serial) Numba kernels they run
+  (``use_big_cores``). ``threads=`` or ``$EDGERUN_THREADS`` choose the count instead, unpinned.
 - ORT spin-waiting is a per-use choice (``spin=``, one of ``SPIN_MODES``): ``"off"`` parks the
   intra-op threads as soon as they run out of work; ``"on"`` lets them spin-wait, which makes a
   tight loop of ``run()`` faster but keeps burning the cores after ``run()`` returns and slows
