@@ -3,6 +3,8 @@ not bounds-check, so every wrapper checks dtype, rank, shape and ``out=`` buffer
 njit call."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import EdgerunTypeError, EdgerunValueError
@@ -57,3 +59,17 @@ def finite_float(name: str, v, lo: float | None = None, hi: float | None = None)
         rng = f" in [{lo}, {hi}]" if lo is not None or hi is not None else ""
         raise EdgerunValueError(f"{name}: expected a finite number{rng}, got {v}")
     return f
+
+
+def flag(name: str, v) -> bool:
+    """A real bool (numpy's too); 0/1/"yes" are refused rather than guessed."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise EdgerunTypeError(f"{name}: expected True or False, got {type(v).__name__} {v!r}")
+    return bool(v)
+
+
+def choice(name: str, v, choices: tuple) -> Any:
+    """``v`` when it is one of ``choices``."""
+    if v not in choices:
+        raise EdgerunValueError(f"{name}: expected one of {choices}, got {v!r}")
+    return v
