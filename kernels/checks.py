@@ -44,9 +44,10 @@ def out_buffer(name: str, out, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 def positive_int(name: str, v) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise EdgerunTypeError(f"{name}: expected an int, got {type(v).__name__}")
+        raise EdgerunTypeError(f"{name}: expected an int, got {type(v).__name__} {v!r} "
+                               f"(pass a whole number > 0; fractions are refused, not truncated)")
     if v <= 0:
-        raise EdgerunValueError(f"{name}: expected > 0, got {v}")
+        raise EdgerunValueError(f"{name}: expected > 0, got {v} (pass a whole number > 0)")
     return int(v)
 
 
@@ -54,7 +55,7 @@ def finite_float(name: str, v, lo: float | None = None, hi: float | None = None)
     try:
         f = float(v)
     except (TypeError, ValueError):
-        raise EdgerunTypeError(f"{name}: expected a number, got {type(v).__name__}") from None
+        raise EdgerunTypeError(f"{name}: expected a number, got {type(v).__name__} {v!r}") from None
     if not np.isfinite(f) or (lo is not None and f < lo) or (hi is not None and f > hi):
         rng = f" in [{lo}, {hi}]" if lo is not None or hi is not None else ""
         raise EdgerunValueError(f"{name}: expected a finite number{rng}, got {v}")

@@ -6,12 +6,14 @@
 
 Every value is checked in ``__post_init__`` with ``kernels.checks`` (the message names the argument
 and what came); an unknown keyword anywhere raises ``TypeError`` naming the closest valid one.
-A new task writes ``XOptions(TaskOptions)`` (or extends an existing one) and sets ``Options = XOptions``.
+A new task writes ``@task_options class XOptions(TaskOptions)`` (or extends an existing one, e.g.
+``DetectorOptions``) with its fields and ``__post_init__`` checks, and sets ``Options = XOptions``.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -21,7 +23,7 @@ from ..spec import ModelSpec
 
 __all__ = ["TaskOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "FaceOptions",
            "ClassifierOptions", "SemanticOptions", "ModelOptions", "SPEC_FIELDS", "unknown_keyword",
-           "split_keywords"]
+           "split_keywords", "task_options"]
 
 MASK_MODES = ("full", "proto", "none")
 DEFAULT_MAX_PIXELS = 1920 * 1080  # a Full-HD frame still runs at its own size (faces, native)
@@ -35,7 +37,7 @@ def unknown_keyword(where: str, key: str, valid: Iterable[str]) -> TypeError:
     valid = sorted(set(valid))
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return TypeError(f"{where} got an unexpected keyword {key!r}.{hint} Valid names: {', '.join(valid)}")
+    return TypeError(f"{where} got an unexpected keyword {key!r}.{hint} Valid names: {', '.join(valid) or '(none)'}")
 
 
 def field_names(cls) -> tuple[str, ...]:
@@ -43,7 +45,24 @@ def field_names(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
-@dataclass(frozen=True)
+def task_options(cls):
+    """Make ``cls`` a frozen, keyword-only options dataclass whose constructor refuses an unknown
+    keyword with ``unknown_keyword`` (the valid names, the closest one); checks go in ``__post_init__``."""
+    cls = dataclass(frozen=True, kw_only=True)(cls)
+    init, names = cls.__init__, field_names(cls)
+
+    @functools.wraps(init)
+    def __init__(self, **kwargs: Any) -> None:
+        for k in kwargs:
+            if k not in names:
+                raise unknown_keyword(cls.__name__, k, names)
+        init(self, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@task_options
 class TaskOptions:
     """Options of a task with none of its own (the base of every task's options)."""
 
@@ -52,7 +71,7 @@ class TaskOptions:
         return field_names(cls)
 
 
-@dataclass(frozen=True)
+@task_options
 class DetectorOptions(TaskOptions):
     """Boxes: score and IoU thresholds in [0, 1], caps > 0, class-aware NMS unless ``class_agnostic``."""
 
@@ -70,12 +89,12 @@ class DetectorOptions(TaskOptions):
         checks.flag("class_agnostic", self.class_agnostic)
 
 
-@dataclass(frozen=True)
+@task_options
 class PoseOptions(DetectorOptions):
     """As DetectorOptions (keypoints come with the kept boxes)."""
 
 
-@dataclass(frozen=True)
+@task_options
 class SegmenterOptions(DetectorOptions):
     """DetectorOptions plus ``masks``: "full" (source pixels), "proto" (prototype resolution) or "none"."""
 
@@ -86,7 +105,7 @@ class SegmenterOptions(DetectorOptions):
         checks.choice("masks", self.masks, MASK_MODES)
 
 
-@dataclass(frozen=True)
+@task_options
 class FaceOptions(DetectorOptions):
     """YuNet: OpenCV Zoo's thresholds; ``native`` None = own resolution unless ``input_size`` is given."""
 
@@ -104,7 +123,7 @@ class FaceOptions(DetectorOptions):
         checks.positive_int("max_pixels", self.max_pixels)
 
 
-@dataclass(frozen=True)
+@task_options
 class ClassifierOptions(TaskOptions):
     """``top_k`` > 0 classes per image."""
 
@@ -114,7 +133,7 @@ class ClassifierOptions(TaskOptions):
         checks.positive_int("top_k", self.top_k)
 
 
-@dataclass(frozen=True)
+@task_options
 class SemanticOptions(TaskOptions):
     """No options yet (the label map is the whole result)."""
 
