@@ -206,8 +206,9 @@ def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int |
     t0 = time.perf_counter()
     require_ray()
     from ..tasks.dispatch import open_model
-    probe = open_model(model, **{**detector_kwargs, "threads": 1})  # fail fast, in the driver: bad
-    task = probe.spec.task                                            # model or option name
+    # fail fast, in the driver, on a bad model or option name (crash_marker: BatchDetector's own, tests)
+    probe = open_model(model, **{k: v for k, v in detector_kwargs.items() if k != "crash_marker"}, threads=1)
+    task = probe.spec.task
     probe.close()
     paths = expand_sources(sources)
     units = plan_units(paths, batch_size)
