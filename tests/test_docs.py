@@ -6,6 +6,7 @@ shell blocks with ``bash -euo pipefail``, Python blocks as scripts, the venv's `
 folder is absent. The test id names the file and the block's first line."""
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -122,6 +123,32 @@ def test_links_between_docs_resolve():
             if not (path.parent / target).exists() and Path(target).name not in pending:
                 missing.append(f"{path.relative_to(ROOT)}: {target}")
     assert not missing, missing
+
+
+def cli_sections() -> dict[str, str]:
+    """docs/cli.md's ``### edgerun COMMAND`` sections: command -> its text."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    parts = re.split(r"^### edgerun (\S+)[^\n]*$", text, flags=re.M)
+    return {name: re.split(r"^##? ", body, maxsplit=1, flags=re.M)[0] for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_cli_md_lists_every_command_and_option():
+    """docs/cli.md has a section per command of ``edgerun --help`` naming each of its options, so a
+    new command or option without documentation fails here."""
+    from edgerun.runtime.cli.args import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    sections, missing = cli_sections(), []
+    for command, parser in sub.choices.items():
+        if command not in sections:
+            missing.append(f"### edgerun {command} (the whole command)")
+            continue
+        for action in parser._actions:
+            for opt in action.option_strings:
+                if opt not in ("-h", "--help") and not re.search(rf"`[^`]*{re.escape(opt)}\b", sections[command]):
+                    missing.append(f"edgerun {command} {opt}")
+    assert not missing, "add these to docs/cli.md (see edgerun COMMAND --help):\n" + "\n".join(missing)
+    assert set(sections) <= set(sub.choices), f"docs/cli.md documents commands edgerun does not have: {set(sections) - set(sub.choices)}"
 
 
 @pytest.mark.parametrize("block", runnable(), ids=lambda b: b.id)
