@@ -19,8 +19,9 @@ first seen, again on every (re)connect and when Home Assistant says ``online`` o
 Broker loss: paho reconnects in the background (0.5 s, doubling to 2 s between attempts) while
 frames keep being processed. QoS 1/2 messages published meanwhile wait in paho's queue and are
 sent on reconnect (at least once: a subscriber may see a duplicate, ``seq`` tells); the queue holds
-at most ``max_queued`` unacknowledged messages, a message beyond that is **dropped and counted**
-(QoS 0: every message published while disconnected is dropped and counted).
+at most ``max_queued`` unacknowledged messages (in flight or waiting; a bound on bursts too), a
+message beyond that is **dropped and counted** (QoS 0: every message published while disconnected
+is dropped and counted).
 """
 from __future__ import annotations
 

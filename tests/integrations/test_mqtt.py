@@ -286,3 +286,60 @@ def test_broker_restart_mid_stream(broker, capsys):
     assert 2.0 <= outage <= 2.0 + 8.0, line
     print(f"MQTT restart: broker down {restart['up'] - restart['down']:.2f} s, publisher outage {outage:.2f} s, "
           f"largest gap between events at the subscriber {gap:.2f} s; {got}")
+
+
+@pytest.mark.parametrize("url,why", [
+    ("http://127.0.0.1:1883/x", "expected mqtt://HOST[:PORT][/PREFIX]"),
+    ("mqtts://127.0.0.1/x", "TLS is not supported yet"),
+    ("mqtt://127.0.0.1:99999/x", "port must be a number"),
+    ("mqtt:///x", "no host"),
+    ("mqtt://127.0.0.1/a/+/b", "must be plain topic levels"),
+    ("mqtt://127.0.0.1:{free}/x", "Connection refused"),
+])
+def test_bad_url_or_refused_broker_is_one_line_exit_2(url, why, capsys):
+    """Refused before the model or the source is opened (a missing video is never reached)."""
+    url = url.format(free=_free_port())
+    assert main(["stream", "no-such-model.onnx", "no-such-video.mp4", "--mqtt", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgerun: error: --mqtt ") and why in err[0], err
+
+
+def test_outage_beyond_the_queue_is_dropped_and_counted(broker):
+    """max_queued 8, QoS 1, the broker stopped: messages past the 8 held (unacknowledged) ones are
+    dropped and counted; after the restart the held ones arrive and the counters add up."""
+    from edgerun.runtime.integrations.mqtt import MqttPublisher
+    from edgerun.runtime.results import Detections
+    from edgerun.runtime.streaming.stages import StreamResult
+
+    pub = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}/q", names=("person",), max_queued=8, snapshots=False)
+    pub.connect()
+    sub = Subscriber(broker.port)
+    try:
+        def frame(i: int, n: int) -> StreamResult:
+            det = Detections(np.tile(np.array([[10, 10, 50, 90]], np.float32), (n, 1)) + np.arange(n, dtype=np.float32)[:, None] * 60,
+                             np.full(n, 0.9, np.float32), np.zeros(n, np.int64), tracker_id=np.arange(1, n + 1) + 10 * i,
+                             image_shape=(480, 640))
+            return StreamResult(i, float(i), 0.0, det)
+        pub.write(frame(0, 2))  # 2 new + 2 count + 3 discovery (+ 1 status): connected, all sent
+        _settle(sub)
+        broker.stop()
+        end = time.monotonic() + 5
+        while pub.stats()["reconnects"] == 0 and not pub.outages and time.monotonic() < end:
+            time.sleep(0.05)
+        assert pub.outages, "the publisher did not notice the broker going away"
+        st0 = pub.stats()
+        assert not st0["dropped"], st0
+        pub.write(frame(1, 6))  # 6 new + 6 counts = 12 messages: the queue holds 8, the rest dropped
+        st = pub.stats()
+        assert st["unacked"] == 8 and sum(st["dropped"].values()) == 12 - (8 - st0["unacked"]), st
+        broker.start()
+        end = time.monotonic() + 10
+        while pub.unacked() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert pub.unacked() == 0 and pub.stats()["reconnects"] == 1
+        _settle(sub)
+        got = [json.loads(p)["seq"] for _, t, p, _ in sub.snapshot() if t == "q/events"]
+        assert set(got) >= {0, 1} and len(set(got)) == 2 + (6 - st["dropped"].get("new", 0))
+    finally:
+        pub.close(timeout=2)
+        sub.close()
