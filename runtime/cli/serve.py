@@ -32,10 +32,11 @@ def add_arguments(p) -> None:
 
 
 def run_serve(args) -> int:
-    from ..integrations.frigate import FrigateDetector, FrigateServer
+    from ..integrations.frigate import FrigateDetector, FrigateServer, check_endpoint
 
     from . import compile_notice
 
+    check_endpoint(args.frigate_zmq)  # before the model loads
     detector = FrigateDetector(args.model, model_dir=args.model_dir, pixel_format=args.pixel_format,
                                score_threshold=args.conf, iou_threshold=args.iou, threads=args.threads)
     server = FrigateServer(detector, args.frigate_zmq)

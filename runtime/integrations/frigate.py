@@ -39,7 +39,7 @@ from edgerun.kernels.errors import EdgerunError
 
 from . import require
 
-__all__ = ["FrigateError", "FrigateDetector", "FrigateServer", "ROWS"]
+__all__ = ["FrigateError", "FrigateDetector", "FrigateServer", "ROWS", "check_endpoint"]
 
 ROWS = 20  # Frigate's detector output: (20, 6) float32
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
@@ -192,19 +192,24 @@ class FrigateDetector:
             return {"model_saved": True, "model_loaded": False, "error": str(exc)}
 
 
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint that is neither ``tcp://`` nor ``ipc://`` into an existing folder."""
+    if endpoint.startswith("ipc://"):
+        folder = os.path.dirname(endpoint[len("ipc://"):]) or "."
+        if not os.path.isdir(folder):
+            raise FrigateError(f"--frigate-zmq {endpoint}: folder {folder} does not exist (mkdir -p {folder})")
+    elif not endpoint.startswith("tcp://"):
+        raise FrigateError(f"--frigate-zmq {endpoint}: expected tcp://HOST:PORT or ipc:///PATH")
+
+
 class FrigateServer:
     """A ZMQ REP socket bound to ``endpoint`` (``tcp://127.0.0.1:5555``, ``ipc:///tmp/cache/zmq_detector``)
     answering Frigate with ``detector``. ``serve()`` until ``stop()`` (or ``max_requests``)."""
 
     def __init__(self, detector: FrigateDetector, endpoint: str, max_message_bytes: int = 512 << 20):
+        check_endpoint(endpoint)
         zmq = require("zmq", "frigate", "--frigate-zmq", "pyzmq")
         self.detector, self.endpoint = detector, endpoint
-        if endpoint.startswith("ipc://"):
-            folder = os.path.dirname(endpoint[len("ipc://"):]) or "."
-            if not os.path.isdir(folder):
-                raise FrigateError(f"--frigate-zmq {endpoint}: folder {folder} does not exist (mkdir -p {folder})")
-        elif not endpoint.startswith("tcp://"):
-            raise FrigateError(f"--frigate-zmq {endpoint}: expected tcp://HOST:PORT or ipc:///PATH")
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.REP)
         self._sock.setsockopt(zmq.LINGER, 0)

@@ -284,6 +284,7 @@ def test_broker_restart_mid_stream(broker, capsys):
     assert not during and after, "events kept arriving while the broker was down, or never resumed"
     outage = float(line.split("(outages ")[1].split(" s)")[0])
     assert 2.0 <= outage <= 2.0 + 8.0, line
+    print("\n".join(x for x in err.splitlines() if x.startswith("edgerun: mqtt")))
     print(f"MQTT restart: broker down {restart['up'] - restart['down']:.2f} s, publisher outage {outage:.2f} s, "
           f"largest gap between events at the subscriber {gap:.2f} s; {got}")
 
