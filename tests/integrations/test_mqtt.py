@@ -88,10 +88,10 @@ def broker(tmp_path):
 class Subscriber:
     """Every message on ``#`` (QoS 1, persistent session: a broker restart loses nothing)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, client_id: str = "main"):
         self.messages: list[tuple[float, str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgerun-test-{os.getpid()}",
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgerun-test-{client_id}-{os.getpid()}",
                              clean_session=False)
         self.c.reconnect_delay_set(0.2, 1)
         self.c.on_connect = lambda c, *_: c.subscribe("#", qos=1)
@@ -236,6 +236,21 @@ def test_events_snapshots_discovery_match_the_stream(broker, capsys):
     line = _summary(err)
     assert (f"{got['new']} new, {got['update']} update, {got['end']} end, {got['snapshots']} snapshot" in line
             and ", 0 dropped, 0 unacknowledged, 0 reconnect(s)" in line), line
+    # What a late subscriber (Home Assistant starting now) finds retained: the discovery configs,
+    # the counts (all 0: every track ended), the last snapshot per label and the status (offline).
+    late = Subscriber(broker.port, client_id="late")
+    try:
+        _settle(late)
+        kept = {t: (p, r) for _, t, p, r in late.snapshot()}
+    finally:
+        late.close()
+    labels = got["labels"]
+    assert all(r for _, r in kept.values()) and kept["cam1/status"][0] == b"offline"
+    assert {t for t in kept if t.startswith("homeassistant/")} == {
+        f"homeassistant/{c}/edgerun_cam1/{lab}_{k}/config" for lab in labels
+        for c, k in (("sensor", "count"), ("binary_sensor", "occupancy"), ("camera", "snapshot"))}
+    assert {t: p for t, (p, _) in kept.items() if t.endswith("/count")} == {f"cam1/{lab}/count": b"0" for lab in labels}
+    assert {t for t in kept if t.endswith("/snapshot")} == {f"cam1/{lab}/snapshot" for lab in labels}
     print(f"MQTT: 80 frames, {got}")
 
 
