@@ -6,6 +6,7 @@ goes on, events resume, every event accounted for). Skips with a reason without 
 paho-mqtt (CI installs both: .ci/apt-packages.txt, the `mqtt` extra)."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -47,8 +48,11 @@ class Broker:
         self.port, self.folder = _free_port(), folder
         (folder / "db").mkdir()
         self.conf = folder / "mosquitto.conf"
+        # user: as root (CI) mosquitto would switch to user mosquitto, which cannot write in our tmp
+        # folder (no persistence database, no log); the current user keeps it (ignored when not root).
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {folder / 'db'}/\nlog_dest file {folder / 'broker.log'}\n")
+                             f"persistence_location {folder / 'db'}/\nlog_dest file {folder / 'broker.log'}\n"
+                             f"user {getpass.getuser()}\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -73,6 +77,7 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            assert (self.folder / "db" / "mosquitto.db").exists(), "mosquitto saved no persistence database"
 
 
 @pytest.fixture
@@ -94,13 +99,18 @@ class Subscriber:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgerun-test-{client_id}-{os.getpid()}",
                              clean_session=False)
         self.c.reconnect_delay_set(0.2, 1)
-        self.c.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        self.c.on_connect = self._on_connect
         self.c.on_message = self._on
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
         end = time.monotonic() + 5
         while not self.c.is_connected() and time.monotonic() < end:
             time.sleep(0.02)
+
+    @staticmethod
+    def _on_connect(c, _u, flags, *_) -> None:
+        if not flags.session_present:  # a resumed session keeps its subscription (no retained replay)
+            c.subscribe("#", qos=1)
 
     def _on(self, _c, _u, msg) -> None:
         with self.lock:
