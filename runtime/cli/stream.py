@@ -2,6 +2,7 @@
 
     edgerun stream yolov8n.onnx rtsp://cam/1 --track --save out.mp4 --view 8080
     edgerun stream yolov8n.onnx video.mp4 --json > frames.jsonl
+    edgerun stream yolov8n.onnx rtsp://cam/1 --mqtt mqtt://broker:1883/driveway   # docs/integrations.md
 
 Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, ``age_ms`` and, with
 ``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.

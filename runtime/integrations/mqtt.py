@@ -312,7 +312,14 @@ class MqttPublisher:
         """Publish the events of one result (in frame order); returns how many events."""
         events = self.events.feed(r)
         for e in events:
-            self._send(e, r)
+            try:
+                self._send(e, r)
+            except Exception as exc:  # noqa: BLE001 - a failed message never stops the stream
+                with self._lock:
+                    self.dropped["error"] = self.dropped.get("error", 0) + 1
+                if self.on_event is not None:
+                    self.on_event("mqtt_error", f"{e['type']} event of track {e['track_id']}: "
+                                  f"{type(exc).__name__}: {exc}")
         return len(events)
 
     def use_model(self, names: tuple[str, ...], model: str = "", track_buffer: int | None = None) -> None:
