@@ -10,49 +10,11 @@ import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
+from picamera_buffers import packed, planar  # noqa: E402
 from test_preprocess import assert_close, opencv_chain, rand, smooth  # noqa: E402
 
 from edgerun.kernels import EdgerunValueError  # noqa: E402
 from edgerun.kernels.preprocess import PICAMERA_FORMATS, letterbox  # noqa: E402
-
-
-def stride_for(row_bytes: int, align: int = 64) -> int:
-    """A libcamera-like stride: the row rounded up to ``align`` bytes (+ ``align`` when already
-    aligned, so every buffer here really has padding)."""
-    return (row_bytes // align + 1) * align
-
-
-def packed(bgr: np.ndarray, fmt: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(picamera2's MappedArray-style view of a padded buffer, the BGR picture it holds)."""
-    h, w = bgr.shape[:2]
-    pixel = bgr[:, :, ::-1] if fmt in ("BGR888", "XBGR8888") else bgr  # R first in memory
-    bpp = 4 if fmt.startswith("X") else 3
-    if bpp == 4:
-        pixel = np.concatenate([pixel, rand((h, w, 1), seed)], axis=2)  # X: garbage, never read
-    s = stride_for(w * bpp)
-    buf = rand((h * s,), seed + 1)  # padding bytes: garbage
-    rows = buf.reshape(h, s)
-    rows[:, :w * bpp] = pixel.reshape(h, -1)
-    return rows[:, :w * bpp].reshape(h, w, bpp), bgr
-
-
-def planar(bgr: np.ndarray, fmt: str, seed: int = 0, pad: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """picamera2's YUV420/YVU420 array ((H*3//2, stride) sliced to [:, :W]) and OpenCV's BGR of it."""
-    h, w = bgr.shape[:2]
-    flat, c = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1), (h // 2) * (w // 2)
-    y = flat[:h * w].reshape(h, w)
-    u, v = flat[h * w:h * w + c].reshape(h // 2, w // 2), flat[h * w + c:].reshape(h // 2, w // 2)
-    first, second = (v, u) if fmt == "YVU420" else (u, v)
-    s = stride_for(w) if pad else w
-    buf = rand((h * 3 // 2 * s,), seed)  # padding bytes: garbage
-    buf[:h * s].reshape(h, s)[:, :w] = y
-    q = (h // 2) * (s // 2)
-    buf[h * s:h * s + q].reshape(h // 2, s // 2)[:, :w // 2] = first
-    buf[h * s + q:h * s + 2 * q].reshape(h // 2, s // 2)[:, :w // 2] = second
-    array = buf.reshape(h * 3 // 2, s)[:, :w]
-    contiguous = np.concatenate([y.reshape(-1), first.reshape(-1), second.reshape(-1)]).reshape(h * 3 // 2, w)
-    want = cv2.cvtColor(contiguous, cv2.COLOR_YUV2BGR_YV12 if fmt == "YVU420" else cv2.COLOR_YUV2BGR_I420)
-    return array, want
 
 
 def camera_buffer(fmt: str, h: int, w: int, seed: int = 0, pad: bool = True):

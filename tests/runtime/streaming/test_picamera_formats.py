@@ -3,19 +3,14 @@ straight into ``detect()`` and ``StreamRunner.submit``: the same detections as t
 hold (for YUV: OpenCV's cvtColor of the same bytes), on a real YOLOv8n and a real photo."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from conftest import shared_file
+from picamera_buffers import packed, planar
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "kernels"))
-from test_picamera import packed, planar  # noqa: E402
-
-from edgerun.runtime import open_model  # noqa: E402
-from edgerun.runtime.streaming.runner import StreamRunner  # noqa: E402
+from edgerun.runtime import open_model
+from edgerun.runtime.streaming.runner import StreamRunner
 
 FORMATS = ("RGB888", "BGR888", "XRGB8888", "XBGR8888", "YUV420", "YVU420")
 
