@@ -158,3 +158,14 @@ def test_server_restart_and_resolution_change(video):
     assert results + dropped == read and results == len(records) and reconnects == 1, text
     sizes = [(r["width"], r["height"]) for r in records]
     assert sizes[0] == (384, 288) and sizes[-1] == (320, 240) and set(sizes) == {(384, 288), (320, 240)}
+
+
+def test_transport_is_validated():
+    """No server needed: a bad transport, or one for a non-RTSP source, is refused before opening."""
+    from edgerun.kernels.errors import EdgerunValueError
+
+    with pytest.raises(EdgerunValueError, match=r"rtsp_transport: expected one of tcp, udp for an rtsp:// URL, "
+                                                r"got 'quic'"):
+        VideoSource("rtsp://127.0.0.1:9/cam", rtsp_transport="quic")
+    with pytest.raises(EdgerunValueError, match="got 'udp' for 'http://127.0.0.1:9/x.mjpg'"):
+        VideoSource("http://127.0.0.1:9/x.mjpg", rtsp_transport="udp")
