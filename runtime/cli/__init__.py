@@ -1,4 +1,4 @@
-"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export.
+"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export, serve.
 
 Exit status: 0 all inputs processed; 1 some inputs could not be read (each reported on stderr,
 the others still processed); 2 usage error, missing/unusable model or source; 130 interrupted;
