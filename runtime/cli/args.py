@@ -16,7 +16,7 @@ from typing import Any
 
 from edgerun.kernels.errors import EdgerunError
 
-__all__ = ["UsageError", "parse", "build_parser", "translate_kv", "COMMANDS", "ALLCOMMANDS"]
+__all__ = ["UsageError", "parse", "build_parser", "translate_kv", "COMMANDS", "ALL_COMMANDS"]
 
 
 class UsageError(EdgerunError, ValueError):
