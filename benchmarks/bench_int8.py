@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(SHARED / "models" / "yolov8n_640_fp32dq.onnx"))
     ap.add_argument("--calib", default=str(SHARED / "datasets" / "coco128" / "images" / "train2017"))
-    ap.add_argument("--val", default=str(SHARED / "datasets" / "coco128"))
+    ap.add_argument("--val", default=str(SHARED / "datasets" / "coco128" / "images" / "train2017"))
     ap.add_argument("--no-map", action="store_true")
     ap.add_argument("--no-variants", action="store_true", help="only the float-node search and the fixed rule")
     ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "edgerun-bench-int8"))

@@ -12,7 +12,7 @@ from numba import uintp
 
 from ._jit import inner, jit
 
-__all__ = ["bgr_kernel", "yuv_kernel"]
+__all__ = ["bgr_kernel", "yuv_kernel", "yuyv_kernel"]
 
 # Output rows take one of three paths (``_row_mode``):
 # 0 nearest, every weight 2048/0 (integer downscale, e.g. 1080p -> 640): the source pixel itself;
@@ -147,18 +147,30 @@ def bgr_kernel(img, tx, src, xo, w, coff, xmode, o, lut, padv, ty, box):
 
 
 @inner
-def _chroma(up, vp, rc, xc):
-    """OpenCV's BT.601 chroma terms (b, g, r) of chroma sample (rc, xc), rounding offset included."""
-    u, v = np.int32(up[rc, xc]) - 128, np.int32(vp[rc, xc]) - 128
+def _terms(u8, v8):
+    """OpenCV's BT.601 chroma terms (b, g, r) of one U, V sample, rounding offset included."""
+    u, v = np.int32(u8) - 128, np.int32(v8) - 128
     return 2116026 * u + 524288, -852492 * v - 409993 * u + 524288, 1673527 * v + 524288
 
 
 @inner
-def _px(yp, r, x, ch):
-    """Pixel (r, x) -> (b, g, r) exactly as cv2.cvtColor(COLOR_YUV2BGR_*); ``ch`` from _chroma."""
-    y = max(np.int32(yp[r, x]) - 16, 0) * 1220542
+def _chroma(up, vp, rc, xc):
+    """Chroma terms of chroma sample (rc, xc) of U/V planes."""
+    return _terms(up[rc, xc], vp[rc, xc])
+
+
+@inner
+def _bgr(y8, ch):
+    """Luma ``y8`` + chroma terms -> (b, g, r) exactly as cv2.cvtColor(COLOR_YUV2BGR_*)."""
+    y = max(np.int32(y8) - 16, 0) * 1220542
     return (min(max((y + ch[0]) >> 20, 0), 255), min(max((y + ch[1]) >> 20, 0), 255),
             min(max((y + ch[2]) >> 20, 0), 255))
+
+
+@inner
+def _px(yp, r, x, ch):
+    """Pixel (r, x) of a Y plane -> (b, g, r); ``ch`` from _chroma."""
+    return _bgr(yp[r, x], ch)
 
 
 @inner
@@ -217,4 +229,72 @@ def yuv_kernel(yp, up, vp, cs, cols, xo, w, xmode, o, lut, padv, ty, box):
         s0 = s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
         if b1 != 0:
             s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
+        _vpass(h[s0], h[s1], b0, b1, o, lut, dy, box[2], v)
+
+
+# YUYV (Y0 U Y1 V per pixel pair) reads the frame as one (H, 2W) byte array: pixel x of row r has its
+# luma at byte 2x and its pair's U, V at 4(x >> 1) + 1 and + 3. Measured on the 2-core EPYC (1080p ->
+# 640, loaded machine, kernel alone): 2.4 ms from C-contiguous planes vs 6.2 ms from the three strided
+# (H, W) views of the (H, W, 2) frame the shared YUV kernel took (numba indexes non-contiguous arrays
+# through both strides).
+@inner
+def _yuyv_terms(img, r, x):
+    i = (x >> uintp(1)) << uintp(2)
+    return _terms(img[r, i + uintp(1)], img[r, i + uintp(3)])
+
+
+@inner
+def _yuyv_direct(img, xo, mode, o, lut, dy, r0, r1, x0):
+    """Modes 0 and 1 of a YUYV frame (chroma on every row): the sampled pixels straight to row dy."""
+    r0, r1, one = uintp(r0), uintp(r1), uintp(1)
+    for k in range(xo.shape[1]):
+        xa, xb, dx = uintp(xo[0, k]), uintp(xo[1, k]), uintp(x0 + k)
+        ch = _yuyv_terms(img, r0, xa)
+        p = _bgr(img[r0, xa << one], ch)
+        if mode == 1:
+            chb = ch if xb >> one == xa >> one else _yuyv_terms(img, r0, xb)
+            p01 = _bgr(img[r0, xb << one], chb)
+            if r1 != r0:
+                ch, chb = _yuyv_terms(img, r1, xa), _yuyv_terms(img, r1, xb)
+            p10, p11 = _bgr(img[r1, xa << one], ch), _bgr(img[r1, xb << one], chb)
+            p = ((p[0] + p01[0] + p10[0] + p11[0] + 2) >> 2, (p[1] + p01[1] + p10[1] + p11[1] + 2) >> 2,
+                 (p[2] + p01[2] + p10[2] + p11[2] + 2) >> 2)
+        o[0, dy, dx], o[1, dy, dx], o[2, dy, dx] = lut[0, uintp(p[0])], lut[1, uintp(p[1])], lut[2, uintp(p[2])]
+
+
+@inner
+def _yuyv_line(img, cols, r, lines, lids):
+    """YUYV row ``r`` as a packed BGR line at ``cols`` (converted once, kept in slot ``r & 1``)."""
+    line = lines[r & 1]
+    if lids[r & 1] != r:
+        lids[r & 1] = r
+        ru, last, ch = uintp(r), uintp(1) << uintp(62), _terms(128, 128)
+        for j in range(cols.shape[0]):
+            x = uintp(cols[j])
+            if x >> uintp(1) != last:  # a pixel pair shares its chroma
+                last = x >> uintp(1)
+                ch = _yuyv_terms(img, ru, x)
+            p, i = _bgr(img[ru, x << uintp(1)], ch), x * uintp(3)
+            line[i], line[i + uintp(1)], line[i + uintp(2)] = p[0], p[1], p[2]
+    return line
+
+
+@jit
+def yuyv_kernel(img, cols, xo, w, xmode, o, lut, padv, ty, box):
+    """YUYV frame as (H, 2W) bytes -> o[c, y, x] in B, G, R order (as ``yuv_kernel``)."""
+    h, ids, v = _work(xo.shape[1])
+    lines, lids = np.empty((2, img.shape[1] // 2 * 3), np.uint8), np.full(2, -1, np.int64)
+    xo3, coff = xo * 3, np.arange(3)
+    for dy in range(o.shape[1]):
+        if not _pad_row(o, padv, box, dy):
+            continue
+        ry = dy - box[0]
+        r0, r1, b0, b1 = ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry]
+        mode = _row_mode(xmode, b0, b1)
+        if mode < 2:
+            _yuyv_direct(img, xo, mode, o, lut, dy, r0, r1, box[2])
+            continue
+        s0 = s1 = _slot(_yuyv_line(img, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
+        if b1 != 0:
+            s1 = _slot(_yuyv_line(img, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
         _vpass(h[s0], h[s1], b0, b1, o, lut, dy, box[2], v)
