@@ -12,7 +12,7 @@ from numba import uintp
 
 from ._jit import inner, jit
 
-__all__ = ["bgr_kernel", "yuv_kernel", "yuyv_kernel"]
+__all__ = ["bgr_kernel", "yuv_kernel"]
 
 # Output rows take one of three paths (``_row_mode``):
 # 0 nearest, every weight 2048/0 (integer downscale, e.g. 1080p -> 640): the source pixel itself;
@@ -213,9 +213,11 @@ def _yuv_line(yp, up, vp, cs, cols, r, lines, lids):
 @jit
 def yuv_kernel(yp, up, vp, cs, cols, xo, w, xmode, o, lut, padv, ty, box):
     """Y plane (H, W), U/V planes at half width and ``H >> cs`` rows -> o[c, y, x] in B, G, R order.
+    ``cs`` -1: ``yp`` is a YUYV frame as (H, 2W) bytes (``up``/``vp`` unused).
     ``xo``: tap columns; ``cols``: the source columns they read (the only ones converted)."""
     h, ids, v = _work(xo.shape[1])
     lines, lids = np.empty((2, yp.shape[1] * 3), np.uint8), np.full(2, -1, np.int64)
+    packed = cs < 0
     xo3, coff = xo * 3, np.arange(3)  # offsets in a packed BGR line
     for dy in range(o.shape[1]):
         if not _pad_row(o, padv, box, dy):
@@ -224,19 +226,28 @@ def yuv_kernel(yp, up, vp, cs, cols, xo, w, xmode, o, lut, padv, ty, box):
         r0, r1, b0, b1 = ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry]
         mode = _row_mode(xmode, b0, b1)
         if mode < 2:
-            _yuv_direct(yp, up, vp, cs, xo, mode, o, lut, dy, r0, r1, box[2])
+            if packed:
+                _yuyv_direct(yp, xo, mode, o, lut, dy, r0, r1, box[2])
+            else:
+                _yuv_direct(yp, up, vp, cs, xo, mode, o, lut, dy, r0, r1, box[2])
             continue
-        s0 = s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
+        s0 = s1 = _slot(_line(yp, up, vp, cs, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
         if b1 != 0:
-            s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
+            s1 = _slot(_line(yp, up, vp, cs, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
         _vpass(h[s0], h[s1], b0, b1, o, lut, dy, box[2], v)
 
 
-# YUYV (Y0 U Y1 V per pixel pair) reads the frame as one (H, 2W) byte array: pixel x of row r has its
-# luma at byte 2x and its pair's U, V at 4(x >> 1) + 1 and + 3. Measured on the 2-core EPYC (1080p ->
-# 640, loaded machine, kernel alone): 2.4 ms from C-contiguous planes vs 6.2 ms from the three strided
-# (H, W) views of the (H, W, 2) frame the shared YUV kernel took (numba indexes non-contiguous arrays
-# through both strides).
+@inner
+def _line(yp, up, vp, cs, cols, r, lines, lids):
+    if cs < 0:
+        return _yuyv_line(yp, cols, r, lines, lids)
+    return _yuv_line(yp, up, vp, cs, cols, r, lines, lids)
+
+
+# YUYV (Y0 U Y1 V per pixel pair; ``yuv_kernel`` with cs -1) reads the frame as one (H, 2W) byte
+# array: pixel x of row r has its luma at byte 2x and its pair's U, V at 4(x >> 1) + 1 and + 3 (was:
+# three strided (H, W) plane views, which numba indexes through both strides). 1080p -> 640 kernel
+# alone, old vs new interleaved on the loaded 2-core EPYC: 1.01x and 1.16x (benchmarks/README.md).
 @inner
 def _yuyv_terms(img, r, x):
     i = (x >> uintp(1)) << uintp(2)
@@ -277,24 +288,3 @@ def _yuyv_line(img, cols, r, lines, lids):
             p, i = _bgr(img[ru, x << uintp(1)], ch), x * uintp(3)
             line[i], line[i + uintp(1)], line[i + uintp(2)] = p[0], p[1], p[2]
     return line
-
-
-@jit
-def yuyv_kernel(img, cols, xo, w, xmode, o, lut, padv, ty, box):
-    """YUYV frame as (H, 2W) bytes -> o[c, y, x] in B, G, R order (as ``yuv_kernel``)."""
-    h, ids, v = _work(xo.shape[1])
-    lines, lids = np.empty((2, img.shape[1] // 2 * 3), np.uint8), np.full(2, -1, np.int64)
-    xo3, coff = xo * 3, np.arange(3)
-    for dy in range(o.shape[1]):
-        if not _pad_row(o, padv, box, dy):
-            continue
-        ry = dy - box[0]
-        r0, r1, b0, b1 = ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry]
-        mode = _row_mode(xmode, b0, b1)
-        if mode < 2:
-            _yuyv_direct(img, xo, mode, o, lut, dy, r0, r1, box[2])
-            continue
-        s0 = s1 = _slot(_yuyv_line(img, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
-        if b1 != 0:
-            s1 = _slot(_yuyv_line(img, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
-        _vpass(h[s0], h[s1], b0, b1, o, lut, dy, box[2], v)

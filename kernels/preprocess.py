@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checks
-from .camera import bgr_kernel, yuv_kernel, yuyv_kernel
+from .camera import bgr_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
 __all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS"]
@@ -211,8 +211,9 @@ def _source(image, fmt: str):
             raise EdgerunValueError(f"image: pixel_format 'yuyv' expects OpenCV's (H, W, 2) uint8, got "
                                     f"shape {image.shape}")
         _even("image", image.shape[0], image.shape[1], fmt, False)
-        # one (H, 2W) byte array (a view of a C-contiguous frame; others are copied once) for yuyv_kernel
-        return (np.ascontiguousarray(image).reshape(image.shape[0], -1),), image.shape[0], image.shape[1]
+        # one (H, 2W) byte array (a view of a C-contiguous frame; others are copied once), cs -1 = packed
+        flat = np.ascontiguousarray(image).reshape(image.shape[0], -1)
+        return (flat, flat, flat, -1), image.shape[0], image.shape[1]
     y, u, v, cs, h, w = _planes_420(image, fmt)
     return (y, u, v, cs), h, w
 
@@ -312,10 +313,7 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
     box = _box(geo)
     ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
     x0, nx = int(box[2]) - geo.left, int(box[3] - box[2])
-    if fmt == "yuyv":  # (H, 2W) bytes Y0 U Y1 V, read in place
-        xo, wts, xmode, cols = _htaps(w, geo.new_w, x0, nx, 1, False)
-        yuyv_kernel(planes[0], cols, xo, wts, xmode, o, lut, padv, ty, box)
-    elif len(planes) == 1:  # modes 0/1 index the (H, W, 3) view with tx; mode 2 reads flat rows
+    if len(planes) == 1:  # modes 0/1 index the (H, W, 3) view with tx; mode 2 reads flat rows
         rows, sx, flip, coff = _flat(planes[0])
         xo, wts, xmode, _ = _htaps(w, geo.new_w, x0, nx, sx, flip)
         tx, _ = _taps(w, geo.new_w, x0, nx, True)

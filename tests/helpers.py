@@ -120,3 +120,13 @@ def write_scenes(folder: Path, n: int, seed: int = 100) -> Path:
     for i in range(n):
         cv2.imwrite(str(folder / f"scene{i:02d}.png"), make_scene(seed + i, (320 + 16 * (i % 3), 320))[0])
     return folder
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

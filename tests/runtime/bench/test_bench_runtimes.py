@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_scenes
+from helpers import load_benchmark, write_scenes
 
-ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "benchmarks" / "bench_runtimes.py"
-DEMO = ROOT / "runtime" / "data" / "demo.onnx"
+DEMO = Path(__file__).resolve().parents[3] / "runtime" / "data" / "demo.onnx"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_runtimes", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_runtimes")
 
 
 def _installed(name: str) -> bool:
