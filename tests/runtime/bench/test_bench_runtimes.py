@@ -33,8 +33,10 @@ def test_every_row_runs_or_names_why_not(tmp_path, capsys):
     assert rc == 0
     rep = json.loads(out.read_text())
     rows, skipped = rep["rows"], rep["skipped"]
-    for p in ("fp32", "fp16", "int8"):
-        assert f"ORT {p}" in rows and f"edgerun detect {p}" in rows, (p, skipped)
+    assert "ORT fp32" in rows and "edgerun detect fp32" in rows, skipped
+    for p in ("fp16", "int8"):  # built by finish_onnx; an export refused in an old stack is a named skip
+        assert (f"ORT {p}" in rows and f"edgerun detect {p}" in rows) or \
+            skipped[f"ORT {p}"].startswith("export failed"), (p, skipped)
     for name, module in [("OpenVINO f32", "openvino"), ("OpenVINO default", "openvino"),
                          ("NCNN fp32", "ncnn"), ("NCNN default", "ncnn")]:
         if _installed(module):
