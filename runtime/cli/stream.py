@@ -51,6 +51,8 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=lambda v: v if v == "calibrate" else int(v),
                    help="parallel inference sessions, or 'calibrate' to measure (default: automatic)")
     p.add_argument("--threads", type=int, help="ORT threads per session (default: automatic)")
+    p.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="rtsp:// URLs: RTP over the RTSP TCP "
+                   "connection or over UDP (default: OpenCV's, TCP)")
     p.add_argument("--timeout", type=float, default=3.0, help="open/read timeout for URLs, and the stall "
                    "watchdog's for every live source, seconds")
     p.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]/PREFIX", help="publish per-track events, JPEG "
@@ -201,7 +203,11 @@ def _open(args):
         import cv2                             # OpenCV's per-attempt warnings off the CLI's stderr
         log = getattr(cv2.utils, "logging", None)  # opencv 5 / >= 4.9; 4.8 has only cv2.setLogLevel
         log.setLogLevel(log.LOG_LEVEL_ERROR) if log is not None else cv2.setLogLevel(2)  # 2: ERROR
-    src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout) \
+    transport = getattr(args, "rtsp_transport", None)
+    if transport and not str(args.source).lower().startswith(("rtsp://", "rtsps://")):
+        raise UsageError(f"--rtsp-transport {transport}: only for rtsp:// sources, got {args.source!r}")
+    src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout,
+                      **({"rtsp_transport": transport} if transport else {})) \
         if "://" in str(args.source) else open_source(args.source)
     return model, src
 
