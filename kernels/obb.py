@@ -164,7 +164,7 @@ def _pair_iou(x1, y1, a1, b1, c1, x2, y2, a2, b2, c2):
     sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
     den = sa * sb - sc * sc
     dy, dx = y1 - y2, x1 - x2
-    t1 = ((sa * dy * dy + sb * dx * dx) / (den + _EPS)) * np.float32(0.25)
+    t1 = ((sa * (dy * dy) + sb * (dx * dx)) / (den + _EPS)) * np.float32(0.25)  # torch's op order
     t2 = ((sc * (x2 - x1) * dy) / (den + _EPS)) * np.float32(0.5)
     d1 = max(a1 * b1 - c1 * c1, np.float32(0.0))
     d2 = max(a2 * b2 - c2 * c2, np.float32(0.0))
