@@ -36,10 +36,15 @@ def _run(name: str, image, **options) -> None:
     from edgerun.runtime.tasks.dispatch import annotate
 
     with open_model(str(shared_dir() / "models" / name), **options) as model:
-        result = model.detect(image)
+        result = model.run(image)
         annotate(image.copy(), result, model.spec.names)
         for fmt in ("nv12", "gray"):  # camera formats go through their own preprocessing kernels
-            model.detect(_convert(image, fmt), pixel_format=fmt)
+            model.run(_convert(image, fmt), pixel_format=fmt)
+        from picamera_buffers import packed, planar  # picamera2 buffers, row padding included
+
+        even = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+        for fmt in ("RGB888", "XRGB8888", "YUV420"):
+            model.run((planar if fmt == "YUV420" else packed)(even, fmt)[0], pixel_format=fmt)
 
 
 def _convert(bgr, fmt: str):
