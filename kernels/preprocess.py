@@ -264,7 +264,9 @@ def _source(image, fmt: str):
             raise EdgerunValueError(f"image: pixel_format 'yuyv' expects OpenCV's (H, W, 2) uint8, got "
                                     f"shape {image.shape}")
         _even("image", image.shape[0], image.shape[1], fmt, False)
-        return (image[:, :, 0], image[:, 0::2, 1], image[:, 1::2, 1], 0), image.shape[0], image.shape[1]
+        # one (H, 2W) byte array (a view of a C-contiguous frame; others are copied once), cs -1 = packed
+        flat = np.ascontiguousarray(image).reshape(image.shape[0], -1)
+        return (flat, flat, flat, -1), image.shape[0], image.shape[1]
     y, u, v, cs, h, w = _planes_420(image, fmt)
     return (y, u, v, cs), h, w
 
