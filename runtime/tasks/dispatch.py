@@ -103,4 +103,6 @@ def warmup_tasks() -> int:
     decode_yunet(lv, lv, [np.zeros((1, n, 4), np.float32) for n in (16, 4, 1)],
                  [np.zeros((1, n, 10), np.float32) for n in (16, 4, 1)], input_hw=(32, 32))
     pad_chw(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 32, 32), np.float32))
-    return 10
+    from .warmup import warmup_obb  # the oriented-box kernels (kernels/obb.py)
+
+    return 10 + warmup_obb()
