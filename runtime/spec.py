@@ -28,6 +28,9 @@ SCHEMA_VERSION = 1
 TASKS = ("detect", "segment", "pose", "classify", "semantic", "face")
 HEADS = ("yolov8", "yolov5", "yolox", "end2end", "classify", "semantic", "yunet")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
+# "linear": OpenCV's INTER_LINEAR (Ultralytics' LetterBox); "pil_bilinear": Pillow's antialiased bilinear
+# (torchvision's Resize on a PIL image: Ultralytics' classify_transforms)
+INTERPOLATIONS = ("linear", "pil_bilinear")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ModelSpec:
     resize: str = "letterbox"
     rect: bool = True  # with dynamic_hw: letterbox to the minimal stride-aligned rectangle
     resize_short: int | None = None  # center_crop: short side before cropping
+    interpolation: str = "linear"  # one of INTERPOLATIONS
     pad_value: int = 114
     pad_position: str = "center"  # or "top_left" (image at top-left, padding bottom/right)
     stride: int = 32
@@ -66,6 +70,7 @@ class ModelSpec:
         _check_choice("task", self.task, TASKS)
         _check_choice("head", self.head, HEADS)
         _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         _check_choice("layout", self.layout, ("nchw", "nhwc"))
         _check_choice("input_dtype", self.input_dtype, ("float32", "float16"))
         _check_choice("channel_order", self.channel_order, ("rgb", "bgr"))
@@ -172,7 +177,7 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
     if task in ("detect", "segment", "pose", "classify"):
         out["task"] = task
     if task == "classify":  # Ultralytics classify_transforms: resize short side, centre crop, /255
-        out.update(head="classify", resize="center_crop", softmax=False)
+        out.update(head="classify", resize="center_crop", softmax=False, interpolation="pil_bilinear")
     if "kpt_shape" in meta:
         k = _literal(meta["kpt_shape"])
         if isinstance(k, (list, tuple)) and len(k) == 2:
