@@ -16,7 +16,7 @@ top-scoring anchors pass the 0.25 threshold, so every export finds objects. Expo
 
 API (stable; h24c's classify/semantic/depth tests use it too):
 
-    zoo = Zoo(folder)                                  # the session fixture ``ultra_zoo`` in conftest.py
+    zoo = Zoo(folder)                                  # the session fixture ``ultra_zoo`` (tests/conftest.py)
     path = zoo.export("yolo26n-seg", nms=False, dynamic=False)   # -> Path of the ONNX (cached)
     pt = zoo.checkpoint("yolo26n-seg")                 # -> Path of the seeded .pt (cached)
     zoo.report("yolo26n-seg")                          # -> {"seeded": n, "tensors": m, "raised": k, ...}
@@ -399,12 +399,24 @@ def _corner_px(a: np.ndarray, b: np.ndarray) -> float:
     return min(float(np.abs(np.roll(a, s, 0) - b).max()) for s in range(4))
 
 
+def _match_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of the axis-aligned boxes; for a degenerate box (x2 <= x1 or y2 <= y1, which a random YOLO26 head
+    emits and both sides keep) 1 when every coordinate is within 0.5 px, else 0."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    iou = iou_matrix(a, b)
+    flat_a = ((a[:, 2] <= a[:, 0]) | (a[:, 3] <= a[:, 1]))[:, None]
+    flat_b = ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))[None, :]
+    close = np.abs(a[:, None, :] - b[None, :, :]).max(-1) <= 0.5
+    return np.where(flat_a | flat_b, close.astype(np.float64), iou)
+
+
 def compare(ref: Objects, ours: Objects, iou_min: float = 0.95) -> dict[str, Any]:
     """Match ``ours`` to ``ref`` one to one (same class, highest IoU of the axis-aligned boxes first) and
     return the figures of issue 24: ``ref``/``ours``/``matched`` counts, ``max_iou_deficit`` (1 - worst
     matched IoU), ``max_conf_diff``, ``max_corner_px`` (OBB), ``max_kpt_px`` (every keypoint, as Ultralytics
     returns them: clipped to the image), ``max_kpt_conf_diff``, ``min_mask_iou``."""
-    iou = iou_matrix(ours.xyxy, ref.xyxy) if len(ours) and len(ref) else np.zeros((len(ours), len(ref)))
+    iou = _match_iou(ours.xyxy, ref.xyxy)
     iou = np.where(ours.cls[:, None] == ref.cls[None, :], iou, 0.0) if iou.size else iou
     pairs, used_o, used_r = [], set(), set()
     for flat in np.argsort(-iou, axis=None, kind="stable"):
