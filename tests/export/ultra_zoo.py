@@ -411,11 +411,12 @@ def _match_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(flat_a | flat_b, close.astype(np.float64), iou)
 
 
-def compare(ref: Objects, ours: Objects, iou_min: float = 0.95) -> dict[str, Any]:
+def compare(ref: Objects, ours: Objects, iou_min: float = 0.95, *, masks: bool = True) -> dict[str, Any]:
     """Match ``ours`` to ``ref`` one to one (same class, highest IoU of the axis-aligned boxes first) and
     return the figures of issue 24: ``ref``/``ours``/``matched`` counts, ``max_iou_deficit`` (1 - worst
     matched IoU), ``max_conf_diff``, ``max_corner_px`` (OBB), ``max_kpt_px`` (every keypoint, as Ultralytics
-    returns them: clipped to the image), ``max_kpt_conf_diff``, ``min_mask_iou``."""
+    returns them: clipped to the image), ``max_kpt_conf_diff``, ``min_mask_iou`` (``masks=False``: not
+    compared, e.g. for ``--json`` records, which carry no masks)."""
     iou = _match_iou(ours.xyxy, ref.xyxy)
     iou = np.where(ours.cls[:, None] == ref.cls[None, :], iou, 0.0) if iou.size else iou
     pairs, used_o, used_r = [], set(), set()
@@ -442,7 +443,7 @@ def compare(ref: Objects, ours: Objects, iou_min: float = 0.95) -> dict[str, Any
             if ours.kpt_conf is not None and ref.kpt_conf is not None:
                 d = float(np.abs(np.asarray(ours.kpt_conf[i], np.float64) - ref.kpt_conf[j]).max())
                 f["max_kpt_conf_diff"] = max(f.get("max_kpt_conf_diff", 0.0), d)
-        if ref.masks is not None:
+        if masks and ref.masks is not None:
             if ours.masks is None:
                 m_iou = 0.0
             else:
