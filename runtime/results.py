@@ -16,7 +16,9 @@ class Detections:
     Fields follow ``supervision.Detections`` (so ``sv.Detections(xyxy=d.xyxy, ...)`` is free):
     ``xyxy`` (N, 4) float32, ``confidence`` (N,) float32, ``class_id`` (N,) int64, optional
     ``mask`` (N, H, W) bool and ``tracker_id`` (N,) int64, and ``data`` for extra per-object arrays
-    (e.g. ``data["keypoints"]``). ``timings`` holds per-stage milliseconds (``preprocess``,
+    (e.g. ``data["keypoints"]``; oriented boxes: ``data["xyxyxyxy"]`` (N, 4, 2) corners and
+    ``data["xywhr"]`` (N, 5) centre, size, angle in radians, with ``xyxy`` their axis-aligned bounds,
+    supervision's convention). ``timings`` holds per-stage milliseconds (``preprocess``,
     ``inference``, ``postprocess``; also as Ultralytics' ``speed``); ``image_shape`` is the source
     (height, width); ``names`` is the model's class-name table (the spec's own tuple, not a copy),
     so ``to_records()`` and ``to_supervision()`` name the classes.
@@ -66,7 +68,8 @@ class Detections:
 
     def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per object: ``xyxy``, ``confidence``, ``class_id``, ``class_name``
-        (from ``names``, default the model's ``self.names``)."""
+        (from ``names``, default the model's ``self.names``), plus ``tracker_id``, keypoints, landmarks
+        and the oriented box (``xyxyxyxy`` corners, ``xywhr``) when present."""
         names = self.names if names is None or not len(names) else names
         out = []
         for i in range(len(self)):
@@ -76,7 +79,7 @@ class Detections:
                    "class_name": _name(names, c)}
             if self.tracker_id is not None:
                 rec["tracker_id"] = int(self.tracker_id[i])
-            for key in ("keypoints", "keypoint_confidence", "landmarks"):
+            for key in ("keypoints", "keypoint_confidence", "landmarks", "xyxyxyxy", "xywhr"):
                 if key in self.data:
                     rec[key] = np.round(self.data[key][i].astype(np.float64), 3).tolist()
             out.append(rec)

@@ -2,7 +2,10 @@
 
 Sources, in order of trust:
 1. edgerun's own schema: ONNX ``metadata_props["edgerun"]`` holding ``ModelSpec.to_metadata()`` JSON.
-2. Ultralytics' metadata (``names``, ``imgsz``, ``stride``, ``task``, ``end2end``, ``kpt_shape``).
+2. Ultralytics' metadata (``names``, ``imgsz``, ``stride``, ``task``, ``end2end``, ``args`` (its ``nms``),
+   ``kpt_shape``). A model is post-processed in the graph (head "end2end": rows of x1, y1, x2, y2 -- or
+   cx, cy, w, h for OBB --, score, class, then the task's extra columns) when ``end2end`` is true **or**
+   ``args`` has ``nms: True``, as Ultralytics' own loader decides.
 3. Inference from the graph (input/output names, shapes, dtypes); every guessed field is listed
    in ``ModelSpec.guessed`` so ``edgerun info`` can say what was assumed.
 Callers may override any field (``Detector.from_path(path, channel_order="bgr", ...)``).
@@ -25,8 +28,10 @@ log = logging.getLogger("edgerun")
 SCHEMA_KEY = "edgerun"
 SCHEMA_VERSION = 1
 
-TASKS = ("detect", "segment", "pose", "classify", "semantic", "face")
-HEADS = ("yolov8", "yolov5", "yolox", "end2end", "classify", "semantic", "yunet")
+TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb")
+HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet")
+# Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
+ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
 # "linear": OpenCV's INTER_LINEAR (Ultralytics' LetterBox); "pil_bilinear": Pillow's antialiased bilinear
 # (torchvision's Resize on a PIL image: Ultralytics' classify_transforms)
@@ -174,7 +179,7 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
         if isinstance(s, (int, float)):
             out["stride"] = int(s)
     task = meta.get("task")
-    if task in ("detect", "segment", "pose", "classify"):
+    if task in ULTRALYTICS_TASKS:
         out["task"] = task
     if task == "classify":  # Ultralytics classify_transforms: resize short side, centre crop, /255
         out.update(head="classify", resize="center_crop", softmax=False, interpolation="pil_bilinear")
@@ -182,12 +187,22 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
         k = _literal(meta["kpt_shape"])
         if isinstance(k, (list, tuple)) and len(k) == 2:
             out["kpt_shape"] = (int(k[0]), int(k[1]))
-    if str(meta.get("end2end", "")).lower() == "true":
+    args = _literal(meta.get("args", "{}"))
+    nms_in_graph = isinstance(args, dict) and args.get("nms") is True
+    if str(meta.get("end2end", "")).lower() == "true" or nms_in_graph:  # Ultralytics' AutoBackend rule
         out["end2end"] = True
         out["head"] = "end2end"
-    if out:  # Ultralytics (and YOLOv5) exports: letterbox 114 centred, RGB /255
+    elif task == "obb":
+        out["head"] = "obb"
+    elif "end2end" in meta or "args" in meta:
+        out["end2end"] = False
+    if out:  # what the exporter said, for ``edgerun info``
         out["source"] = {"framework": "ultralytics", "version": meta.get("version", "")}
-    return out, set(out)
+        if "head" in meta:
+            out["source"]["head"] = meta["head"]
+        if isinstance(args, dict) and "nms" in args:
+            out["source"]["nms"] = args["nms"]
+    return out, set(out)  # Ultralytics (and YOLOv5) exports: letterbox 114 centred, RGB /255
 
 
 def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str, Any] | None = None
@@ -299,6 +314,8 @@ def _guess_conventions(outputs, shapes, fields: dict[str, Any], size) -> dict[st
 def _channels_first(rows: int, outputs, shapes, fields: dict[str, Any], task: str) -> dict[str, Any]:
     """Ultralytics' channels-first head (1, 4 + C + extra, N); N may be symbolic (dynamic H/W exports
     declare ``(batch, rows, anchors)``), the row count alone gives the classes."""
+    if task == "obb":  # 4 + C + 1: the angle row last
+        return {"head": "obb", "num_classes": rows - 5}
     if task == "segment" or len(outputs) == 2:
         extra = shapes[1][1] if len(shapes) > 1 and len(shapes[1]) > 1 and shapes[1][1] else 32
         return {"head": "yolov8", "task": "segment", "num_classes": rows - 4 - extra}
@@ -306,6 +323,23 @@ def _channels_first(rows: int, outputs, shapes, fields: dict[str, Any], task: st
         k = fields["kpt_shape"]
         return {"head": "yolov8", "task": "pose", "num_classes": rows - 4 - k[0] * k[1]}
     return {"head": "yolov8", "num_classes": rows - 4}
+
+
+def _end2end_task(extra: int, shapes, fields: dict[str, Any], task: str) -> dict[str, Any] | None:
+    """The task of an NMS-free / in-graph-NMS output (1, K, 6 + extra): detect (no extra), segment (the
+    prototypes' M coefficients), pose (K*D of ``kpt_shape``), obb (one angle; only when the task is
+    known: a 7-column output is otherwise ambiguous). None when ``extra`` fits none of them."""
+    protos = shapes[1] if len(shapes) == 2 and len(shapes[1]) == 4 else None
+    kpt = fields.get("kpt_shape")
+    if extra == 0 and task in ("detect", None):
+        return {"head": "end2end", "end2end": True}
+    if protos is not None and protos[1] == extra and task in ("segment", "detect", None):
+        return {"head": "end2end", "end2end": True, "task": "segment"}
+    if kpt and extra == kpt[0] * kpt[1] and task in ("pose", "detect", None):
+        return {"head": "end2end", "end2end": True, "task": "pose"}
+    if task == "obb" and extra == 1:
+        return {"head": "end2end", "end2end": True}
+    return None
 
 
 def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
@@ -322,8 +356,10 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
     if len(first) != 3 or not all(isinstance(d, int) for d in first[1:]):
         return {}  # left for the task's own validation to report with the shapes
     a, b = first[1], first[2]
-    if b == 6 and a <= 1000:  # (1, K, 6): boxes already NMSed inside the model
-        return {"head": "end2end"}
+    if a <= 1000 and b >= 6 and a >= b:  # (1, K, 6 + E): post-processed in the graph, when E fits a task
+        e2e = _end2end_task(b - 6, shapes, fields, task)
+        if e2e is not None:
+            return e2e
     if a < b:  # channels-first Ultralytics head: (1, 4 + C + extra, N)
         return _channels_first(a, outputs, shapes, fields, task)
     # rows-first (1, N, 5 + C): YOLOv5/v7 (3 anchors a cell, decoded) or YOLOX (1 a cell, raw grid)

@@ -94,11 +94,11 @@ def _check_outputs(session: Session, spec: ModelSpec) -> None:
     elif ok and spec.head in ("yolov5", "yolox") and cols is not None:
         ok = cols == 5 + spec.num_classes
     elif ok and spec.head == "end2end" and cols is not None:
-        ok = cols == 6
+        ok = cols >= 6  # x1, y1, x2, y2, score, class + the task's extra columns (checked by the task)
     if not ok:
         raise ModelError(
             f"{session.path}: outputs {[(o.name, o.shape) for o in session.outputs]} match no known "
             f"detection head for head={spec.head!r} num_classes={spec.num_classes}. Known heads: "
-            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6). "
+            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6+E). "
             "Override with Detector.from_path(path, head=..., num_classes=...) or "
             "`edgerun predict --head ... --num-classes ...`.")

@@ -32,9 +32,12 @@ TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
     task: (cls, cls.OPTIONS) for task, cls in (
         ("detect", Detector), ("pose", PoseDetector), ("segment", Segmenter), ("classify", Classifier),
         ("face", FaceDetector), ("semantic", SemanticSegmenter))}
-# spec fields a task override implies when the model's metadata says otherwise
+# the head a task override implies when the model's spec names one the task cannot read (_TASK_READS)
 _TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
-               "semantic": "semantic"}
+               "semantic": "semantic", "obb": "obb"}
+_TASK_READS = {"classify": ("classify",), "detect": (), "pose": ("yolov8", "end2end"),
+               "segment": ("yolov8", "end2end"), "face": ("yunet",), "semantic": ("semantic",),
+               "obb": ("obb", "end2end")}
 
 
 def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool | str | None = None,
@@ -51,9 +54,9 @@ def open_model(path: str, task: str | None = None, *, threads: int | None = None
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in _all_options()}
     if task is not None:
         kwargs.setdefault("task", task)
-        if _TASK_HEADS[task]:
-            kwargs.setdefault("head", _TASK_HEADS[task])
     spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)
+    if task is not None and _TASK_HEADS[task] and "head" not in kwargs and spec.head not in _TASK_READS[task]:
+        spec = resolve_spec(session.metadata, session.inputs, session.outputs, {**kwargs, "head": _TASK_HEADS[task]})
     if spec.task not in TASK_CLASSES:
         raise EdgerunValueError(f"{path}: task {spec.task!r} is not supported yet; pass task= one of "
                                 f"{', '.join(TASK_CLASSES)}")
