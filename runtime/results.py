@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Detections", "Classifications", "SemanticMask"]
+__all__ = ["Detections", "Classifications", "SemanticMask", "DepthMap"]
 
 
 @dataclass
@@ -141,11 +141,38 @@ class SemanticMask:
                  "fraction": round(int(n) / total, 5)} for c, n in enumerate(counts) if n]
 
 
+@dataclass
+class DepthMap:
+    """Per-pixel depth of one image: ``depth`` (H, W) float32 in source pixels, in the model's units
+    (metres for Ultralytics' YOLO26 depth models; larger is farther)."""
+
+    depth: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    names: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.depth.shape[:2]
+
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
+
+    def to_records(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """A compact JSON-ready summary (not the map): ``min``, ``median``, ``max``, ``mean``."""
+        d = self.depth
+        if d.size == 0:
+            return {}
+        return {k: round(float(f(d)), 5) for k, f in (("min", np.min), ("median", np.median), ("max", np.max),
+                                                      ("mean", np.mean))}
+
+
 def _name(names: tuple[str, ...], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
 
-def result_record(source: str, index: int, det: Detections | Classifications | SemanticMask | None,
+def result_record(source: str, index: int, det: Detections | Classifications | SemanticMask | DepthMap | None,
                   names: tuple[str, ...], *, error: str | None = None,
                   image_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The one JSON object per frame (``edgerun predict --json``, ``stream --json``, batch rows):
@@ -153,7 +180,8 @@ def result_record(source: str, index: int, det: Detections | Classifications | S
     records, ``speed_ms`` and, for a failed frame, ``error``."""
     shape = det.image_shape if det is not None else image_shape
     h, w = (int(shape[0]), int(shape[1])) if shape else (None, None)
-    key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
+    key = ("classes" if isinstance(det, (Classifications, SemanticMask)) else
+           "depth" if isinstance(det, DepthMap) else "detections")
     rec: dict[str, Any] = {"source": source, "frame": index, "width": w, "height": h,
                            key: det.to_records(names) if det is not None else [],
                            "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
@@ -162,7 +190,7 @@ def result_record(source: str, index: int, det: Detections | Classifications | S
     return rec
 
 
-def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,
+def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | DepthMap | None,
                  names: tuple[str, ...]) -> dict[str, Any]:
     """``result_record`` of one ``sources.Frame`` (its source, index, error and image size)."""
     shape = frame.image.shape[:2] if frame.image is not None else None

@@ -28,8 +28,8 @@ log = logging.getLogger("edgerun")
 SCHEMA_KEY = "edgerun"
 SCHEMA_VERSION = 1
 
-TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb")
-HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet")
+TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb", "depth")
+HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet", "depth")
 # Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
 ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
@@ -183,6 +183,9 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
         out["task"] = task
     if task == "classify":  # Ultralytics classify_transforms: resize short side, centre crop, /255
         out.update(head="classify", resize="center_crop", softmax=False, interpolation="pil_bilinear")
+    if task in ("semantic", "depth"):  # YOLO26 dense heads: RGB /255 (no family guesses); depth stretches
+        out.update(task=task, head=task, resize="letterbox" if task == "semantic" else "stretch", scale=1 / 255,
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     if "kpt_shape" in meta:
         k = _literal(meta["kpt_shape"])
         if isinstance(k, (list, tuple)) and len(k) == 2:

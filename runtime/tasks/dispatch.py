@@ -16,10 +16,11 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunValueError
 
 from .classifier import Classifier
+from .depth import DepthEstimator
 from .detector import Detector
 from .face import FaceDetector
 from .pose import COCO_SKELETON, PoseDetector
-from ..results import Classifications, SemanticMask
+from ..results import Classifications, DepthMap, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
 from ..session import Session
@@ -31,19 +32,19 @@ __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
 TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
     task: (cls, cls.OPTIONS) for task, cls in (
         ("detect", Detector), ("pose", PoseDetector), ("segment", Segmenter), ("classify", Classifier),
-        ("face", FaceDetector), ("semantic", SemanticSegmenter))}
+        ("face", FaceDetector), ("semantic", SemanticSegmenter), ("depth", DepthEstimator))}
 # the head a task override implies when the model's spec names one the task cannot read (_TASK_READS)
 _TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
-               "semantic": "semantic", "obb": "obb"}
+               "semantic": "semantic", "obb": "obb", "depth": "depth"}
 _TASK_READS = {"classify": ("classify",), "detect": (), "pose": ("yolov8", "end2end"),
                "segment": ("yolov8", "end2end"), "face": ("yunet",), "semantic": ("semantic",),
-               "obb": ("obb", "end2end")}
+               "obb": ("obb", "end2end"), "depth": ("depth",)}
 
 
 def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool | str | None = None,
                providers: Sequence[str] | None = None, strict: bool = True, **kwargs: Any):
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
-    Segmenter, Classifier, FaceDetector or SemanticSegmenter. Unknown task names raise ``EdgerunValueError`` listing the choices.
+    Segmenter, Classifier, FaceDetector, SemanticSegmenter or DepthEstimator. Unknown task names raise ``EdgerunValueError`` listing the choices.
     Options that do not apply to the resolved task raise, or are dropped when ``strict=False``
     (the CLI passes its thresholds to every task)."""
     if task is not None and task not in TASK_CLASSES:
@@ -78,8 +79,10 @@ def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarr
     from edgerun.kernels import annotate as ann
     from edgerun.kernels.draw import draw_boxes
 
-    if isinstance(result, SemanticMask):
-        return ann.draw_label_map(image, result.label_map)
+    if isinstance(result, DepthMap):
+        return ann.draw_depth(image, result.depth)
+    if isinstance(result, SemanticMask):  # class 0 stays undrawn unless the model names it otherwise
+        return ann.draw_label_map(image, result.label_map, background=None if len(names) and names[0] != "background" else 0)
     if isinstance(result, Classifications):
         lines = [f"{names[c] if c < len(names) else c} {p:.3f}" for c, p in
                  zip(result.class_id.tolist(), result.confidence.tolist())]
