@@ -125,4 +125,11 @@ def warmup_tasks() -> int:
     decode_yunet(lv, lv, [np.zeros((1, n, 4), np.float32) for n in (16, 4, 1)],
                  [np.zeros((1, n, 10), np.float32) for n in (16, 4, 1)], input_hw=(32, 32))
     pad_chw(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 32, 32), np.float32))
-    return 10
+    from edgerun.kernels.resample import bilinear_argmax, pil_resize, resize_bilinear
+
+    pil_resize(np.zeros((8, 8, 3), np.uint8), (4, 4))  # Ultralytics classifiers
+    maps = np.zeros((2, 4, 4), np.float32)
+    for align in (False, True):  # semantic logits (False), depth (True)
+        resize_bilinear(maps, (6, 6), align_corners=align)
+    bilinear_argmax(maps, (6, 6))
+    return 14
