@@ -22,7 +22,10 @@ GATED_TASKS = ("classify", "semantic", "depth")
 # fp16 checkpoint weights vs the fp32 export (the trained YOLO26n-cls food101 .pt vs its ONNX) and the
 # frameworks' own resizes: limits that pass agreement and refuse a wrong preprocessing (0.35 before)
 MAX_PROB_DIFF = 0.02
-MIN_PIXEL_AGREEMENT = 0.98
+# a .pt reduces bilinear-upsampled logits at frame size, the ONNX export bakes the argmax at input size (then
+# nearest): Ultralytics' own YOLO(pt) vs YOLO(onnx) agree on 0.920-0.963 of the pixels (yolo26n-sem, backbone
+# from the YOLO26n-cls checkpoint, random 19-class head spread to std 2; bus, zidane, astronaut; dynamic)
+MIN_PIXEL_AGREEMENT = 0.9
 MAX_DEPTH_REL_ERROR = 0.01
 LIMITS = {"classify": MAX_PROB_DIFF, "semantic": MIN_PIXEL_AGREEMENT, "depth": MAX_DEPTH_REL_ERROR}
 

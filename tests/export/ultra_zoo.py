@@ -278,7 +278,8 @@ def build(entry: ZooEntry, seed: int = 0, imgsz: int = IMGSZ):
     from ultralytics.nn import tasks
 
     kinds = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
-             "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}
+             "obb": tasks.OBBModel, "classify": tasks.ClassificationModel,
+             "semantic": tasks.SemanticSegmentationModel, "depth": tasks.DepthModel}
     torch.manual_seed(seed)
     kw = {"nc": entry.nc} if entry.nc else {}
     model = kinds[entry.task](entry.yaml, verbose=False, **kw).float().eval()
