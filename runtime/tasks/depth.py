@@ -15,6 +15,7 @@ from ..results import DepthMap
 from ..session import ModelError, Session
 from ..spec import ModelSpec
 from .base import Task
+from .options import DepthOptions
 
 __all__ = ["DepthEstimator"]
 
@@ -25,14 +26,20 @@ class DepthEstimator(Task):
     ``DepthEstimator.from_path(path, threads=None, spin=None, providers=None, **spec_overrides)``.
     """
 
-    def __init__(self, session: Session, spec: ModelSpec):
+    Options = DepthOptions
+    TASK = "depth"
+
+    def __init__(self, session: Session, spec: ModelSpec, options: DepthOptions | None = None):
         if spec.task != "depth" or spec.head != "depth":
             raise ModelError(f"{session.path}: task {spec.task!r} / head {spec.head!r} is not a depth model")
         out = tuple(session.outputs[0].shape)
-        if len(session.outputs) != 1 or len(out) not in (3, 4) or (len(out) == 4 and out[1] not in (1, None)):
+        hw = [d for d in out[-2:] if isinstance(d, int)]
+        h, w = spec.input_size
+        if (len(session.outputs) != 1 or len(out) not in (3, 4) or (len(out) == 4 and out[1] not in (1, None))
+                or (len(hw) == 2 and hw[0] * w != hw[1] * h)):  # a map with the input's aspect ratio
             raise ModelError(f"{session.path}: expected one (N, 1, H, W) or (N, H, W) depth output, got "
                              f"{[tuple(o.shape) for o in session.outputs]}")
-        super().__init__(session, spec)
+        super().__init__(session, spec, options)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0) -> DepthMap:
         """Depth output -> (src_h, src_w) float32: bilinear (align_corners=True) to the input, then the frame."""
