@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from . import checks
-from ._jit import jit
+from ._jit import inner, jit
 from .errors import EdgerunValueError
 
 __all__ = ["pil_resize", "resize_bilinear", "bilinear_argmax", "nearest_index"]
@@ -54,40 +54,33 @@ def _pil_kernel(src, hb, hk, vb, vk, y_first, tmp, out):
                 out[yy, xx, c] = 0 if v < 0 else (255 if v > 255 else v)
 
 
+@inner
+def _lerp(src, c, yy, xx, y0, y1, wy, x0, x1, wx):
+    """PyTorch's bilinear sample of channel c at output (yy, xx): h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)."""
+    h1, w1 = wy[yy], wx[xx]
+    h0, w0 = np.float32(1.0) - h1, np.float32(1.0) - w1
+    ra, rb, a, b = y0[yy], y1[yy], x0[xx], x1[xx]
+    return h0 * (w0 * src[c, ra, a] + w1 * src[c, ra, b]) + h1 * (w0 * src[c, rb, a] + w1 * src[c, rb, b])
+
+
 @jit
 def _bilinear_kernel(src, y0, y1, wy, x0, x1, wx, out):
-    """(C, H, W) float32 -> (C, oh, ow): PyTorch's h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)."""
-    one = np.float32(1.0)
+    """(C, H, W) float32 -> (C, oh, ow)."""
     for c in range(src.shape[0]):
         for yy in range(out.shape[1]):
-            h1 = wy[yy]
-            h0 = one - h1
-            ra, rb = y0[yy], y1[yy]
             for xx in range(out.shape[2]):
-                w1 = wx[xx]
-                w0 = one - w1
-                a, b = x0[xx], x1[xx]
-                out[c, yy, xx] = (h0 * (w0 * src[c, ra, a] + w1 * src[c, ra, b])
-                                  + h1 * (w0 * src[c, rb, a] + w1 * src[c, rb, b]))
+                out[c, yy, xx] = _lerp(src, c, yy, xx, y0, y1, wy, x0, x1, wx)
 
 
 @jit
 def _bilinear_argmax_kernel(src, y0, y1, wy, x0, x1, wx, out):
     """Per output pixel: interpolate every class, keep the first maximum (NaN never wins)."""
-    one = np.float32(1.0)
     for yy in range(out.shape[0]):
-        h1 = wy[yy]
-        h0 = one - h1
-        ra, rb = y0[yy], y1[yy]
         for xx in range(out.shape[1]):
-            w1 = wx[xx]
-            w0 = one - w1
-            a, b = x0[xx], x1[xx]
             best = np.float32(0.0)
             arg = -1
             for c in range(src.shape[0]):
-                v = (h0 * (w0 * src[c, ra, a] + w1 * src[c, ra, b])
-                     + h1 * (w0 * src[c, rb, a] + w1 * src[c, rb, b]))
+                v = _lerp(src, c, yy, xx, y0, y1, wy, x0, x1, wx)
                 if arg < 0 or v > best or (best != best and v == v):
                     best, arg = v, c
             out[yy, xx] = arg
