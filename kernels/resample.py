@@ -30,28 +30,49 @@ _PRECISION_BITS = 22  # Pillow: 32 - 8 (uint8) - 2
 # ------------------------------------------------------------------------------ kernels
 @jit
 def _pil_kernel(src, hb, hk, vb, vk, y_first, tmp, out):
-    """Horizontal pass over source rows y_first.. into tmp (uint8), then vertical pass into out."""
-    half = np.int64(1) << (_PRECISION_BITS - 1)
-    nc = src.shape[2]
+    """Horizontal pass over source rows y_first.. into tmp (uint8), then vertical pass into out; int32 sums
+    as Pillow's, the channels of a pixel together."""
     for y in range(tmp.shape[0]):
         sy = y + y_first
         for xx in range(hb.shape[0]):
-            x0 = hb[xx, 0]
-            for c in range(nc):
-                ss = half
-                for i in range(hb[xx, 1]):
-                    ss += np.int64(src[sy, x0 + i, c]) * hk[xx, i]
-                v = ss >> _PRECISION_BITS
-                tmp[y, xx, c] = 0 if v < 0 else (255 if v > 255 else v)
+            _pil_taps(src[sy], hb[xx, 0], hb[xx, 1], hk[xx], tmp[y, xx])
+    half = np.int32(1 << (_PRECISION_BITS - 1))
+    acc = np.empty((out.shape[1], out.shape[2]), np.int32)  # one output row, rows of tmp added in turn
     for yy in range(vb.shape[0]):
         y0 = vb[yy, 0] - y_first
-        for xx in range(out.shape[1]):
-            for c in range(nc):
-                ss = half
-                for i in range(vb[yy, 1]):
-                    ss += np.int64(tmp[y0 + i, xx, c]) * vk[yy, i]
-                v = ss >> _PRECISION_BITS
-                out[yy, xx, c] = 0 if v < 0 else (255 if v > 255 else v)
+        acc[:] = half
+        for i in range(vb[yy, 1]):
+            w = vk[yy, i]
+            row = tmp[y0 + i]
+            for xx in range(acc.shape[0]):
+                for c in range(acc.shape[1]):
+                    acc[xx, c] += np.int32(row[xx, c]) * w
+        for xx in range(acc.shape[0]):
+            for c in range(acc.shape[1]):
+                out[yy, xx, c] = min(max(acc[xx, c] >> _PRECISION_BITS, 0), 255)
+
+
+@inner
+def _pil_taps(line, first, n, k, dst):
+    """dst[c] = clip8(sum_i line[first + i, c] * k[i]) in Pillow's 22-bit fixed point (1, 3 or any channels)."""
+    half = np.int32(1 << (_PRECISION_BITS - 1))
+    if line.shape[1] == 3:
+        s0 = s1 = s2 = half
+        for i in range(n):
+            w = k[i]
+            p = line[first + i]
+            s0 += np.int32(p[0]) * w
+            s1 += np.int32(p[1]) * w
+            s2 += np.int32(p[2]) * w
+        dst[0] = min(max(s0 >> _PRECISION_BITS, 0), 255)
+        dst[1] = min(max(s1 >> _PRECISION_BITS, 0), 255)
+        dst[2] = min(max(s2 >> _PRECISION_BITS, 0), 255)
+        return
+    for c in range(line.shape[1]):
+        ss = half
+        for i in range(n):
+            ss += np.int32(line[first + i, c]) * k[i]
+        dst[c] = min(max(ss >> _PRECISION_BITS, 0), 255)
 
 
 @inner
