@@ -187,10 +187,13 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
     if str(meta.get("end2end", "")).lower() == "true" or nms_in_graph:  # Ultralytics' AutoBackend rule
         out["end2end"] = True
         out["head"] = "end2end"
-    elif task == "obb":
-        out["head"] = "obb"
-    elif "end2end" in meta or "args" in meta:
-        out["end2end"] = False
+    else:
+        if "end2end" in meta or "args" in meta:
+            out["end2end"] = False
+        if task == "obb":
+            out["head"] = "obb"
+        elif task in ("detect", "segment", "pose") and meta.get("head", "Detect") != "RTDETRDecoder":
+            out["head"] = "yolov8"  # Ultralytics' raw one-to-many head (1, 4 + C + extra, N)
     if out:  # what the exporter said, for ``edgerun info``
         out["source"] = {"framework": "ultralytics", "version": meta.get("version", "")}
         if "head" in meta:
