@@ -19,7 +19,7 @@ from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueE
 _WHERE = {
     "open_model": "tasks.dispatch", "Detector": "tasks.detector", "PoseDetector": "tasks.pose",
     "Segmenter": "tasks.segmenter", "Classifier": "tasks.classifier", "FaceDetector": "tasks.face",
-    "SemanticSegmenter": "tasks.semantic",
+    "SemanticSegmenter": "tasks.semantic", "ObbDetector": "tasks.obb",
     "Detections": "results", "Classifications": "results", "SemanticMask": "results",
     "ModelSpec": "spec", "resolve_spec": "spec", "Session": "session", "ModelError": "session",
     "cpu_budget": "session", "stream": "streaming.runner", "StreamRunner": "streaming.runner",

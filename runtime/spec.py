@@ -30,6 +30,11 @@ SCHEMA_VERSION = 1
 
 TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb")
 HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet")
+# heads each task can read, the first being the one a ``task=`` override implies when the model's own
+# head is not among them (e.g. a detector's metadata opened with task="pose")
+TASK_HEADS = {"detect": ("yolov8", "yolov5", "yolox", "end2end"), "segment": ("yolov8", "end2end"),
+              "pose": ("yolov8", "end2end"), "obb": ("obb", "end2end"), "classify": ("classify",),
+              "semantic": ("semantic",), "face": ("yunet",)}
 # Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
 ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
@@ -208,7 +213,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     """Build the ModelSpec of a model from its metadata and graph, then apply caller overrides.
 
     ``inputs``/``outputs`` are sequences of objects with ``name``, ``shape`` (ints or None) and
-    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``.
+    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``. A
+    ``task`` override keeps the model's head when the task can read it (``TASK_HEADS``), else implies
+    the task's own head.
     """
     overrides = dict(overrides or {})
     fields, known = spec_from_metadata(metadata)
@@ -221,6 +228,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     guessed = sorted(k for k in graph if k not in known)
     merged = {**graph, **fields, "guessed": tuple(guessed)}
     valid = {f.name for f in dataclasses.fields(ModelSpec)}
+    task, readable = overrides.get("task"), TASK_HEADS.get(overrides.get("task"), ())
+    if task and "head" not in overrides and merged.get("head") not in readable and task != "detect" and readable:
+        return resolve_spec(metadata, inputs, outputs, {**overrides, "head": readable[0]})
     spec = ModelSpec(**{k: v for k, v in merged.items() if k in valid})
     if guessed:
         log.info("edgerun: inferred from the graph (no metadata): %s", ", ".join(guessed))

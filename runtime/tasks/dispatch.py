@@ -18,6 +18,7 @@ from edgerun.kernels.errors import EdgerunValueError
 from .classifier import Classifier
 from .detector import Detector
 from .face import FaceDetector
+from .obb import ObbDetector
 from .pose import COCO_SKELETON, PoseDetector
 from ..results import Classifications, SemanticMask
 from .segmenter import Segmenter
@@ -31,19 +32,13 @@ __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
 TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
     task: (cls, cls.OPTIONS) for task, cls in (
         ("detect", Detector), ("pose", PoseDetector), ("segment", Segmenter), ("classify", Classifier),
-        ("face", FaceDetector), ("semantic", SemanticSegmenter))}
-# the head a task override implies when the model's spec names one the task cannot read (_TASK_READS)
-_TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
-               "semantic": "semantic", "obb": "obb"}
-_TASK_READS = {"classify": ("classify",), "detect": (), "pose": ("yolov8", "end2end"),
-               "segment": ("yolov8", "end2end"), "face": ("yunet",), "semantic": ("semantic",),
-               "obb": ("obb", "end2end")}
+        ("face", FaceDetector), ("semantic", SemanticSegmenter), ("obb", ObbDetector))}
 
 
 def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool | str | None = None,
                providers: Sequence[str] | None = None, strict: bool = True, **kwargs: Any):
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
-    Segmenter, Classifier, FaceDetector or SemanticSegmenter. Unknown task names raise ``EdgerunValueError`` listing the choices.
+    Segmenter, ObbDetector, Classifier, FaceDetector or SemanticSegmenter. Unknown task names raise ``EdgerunValueError`` listing the choices.
     Options that do not apply to the resolved task raise, or are dropped when ``strict=False``
     (the CLI passes its thresholds to every task)."""
     if task is not None and task not in TASK_CLASSES:
@@ -54,9 +49,7 @@ def open_model(path: str, task: str | None = None, *, threads: int | None = None
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in _all_options()}
     if task is not None:
         kwargs.setdefault("task", task)
-    spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)
-    if task is not None and _TASK_HEADS[task] and "head" not in kwargs and spec.head not in _TASK_READS[task]:
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, {**kwargs, "head": _TASK_HEADS[task]})
+    spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)  # head: spec.TASK_HEADS
     if spec.task not in TASK_CLASSES:
         raise EdgerunValueError(f"{path}: task {spec.task!r} is not supported yet; pass task= one of "
                                 f"{', '.join(TASK_CLASSES)}")
