@@ -104,6 +104,23 @@ def test_cli_json_matches_ultralytics(ultra_zoo, name, nms):
             assert ours.corners is not None and ours.corners.shape == (len(ours), 4, 2)
 
 
+def test_tracker_follows_obb_results(ultra_zoo):
+    """The tracker takes OBB results: it tracks by their bounds and keeps the corners and angles."""
+    from edgerun.runtime import ByteTracker, open_model
+
+    model = open_model(str(ultra_zoo.export("yolo11n-obb")))
+    image = cv2.imread(str(_photos("obb")[1]))
+    tracker = ByteTracker(high_threshold=0.3, new_track_threshold=0.3)
+    first = model.run(image)
+    assert len(first) >= MIN_OBJECTS
+    tracked = [tracker.update(model.run(image)) for _ in range(3)]
+    last = tracked[-1]
+    assert (last.tracker_id >= 1).sum() >= MIN_OBJECTS
+    assert set(last.tracker_id[last.tracker_id >= 1]) <= set(tracked[0].tracker_id[tracked[0].tracker_id >= 1])
+    assert last.data["xyxyxyxy"].shape == (len(last), 4, 2) and last.data["xywhr"].shape == (len(last), 5)
+    assert (last.data["xyxyxyxy"] == first.data["xyxyxyxy"]).all()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _print_table():
     yield
