@@ -25,15 +25,30 @@ pytest.importorskip("ultralytics", reason="needs the ultralytics extra (CI's exp
 
 MODELS = ("yolov8n", "yolov8n-seg", "yolo11n-pose", "yolo11n-obb", "yolo26n", "yolo26n-seg", "yolo26n-pose",
           "yolo26n-obb")
-# (square, wide) photos per task; OBB models look at aerial tiles
+# photos per task: tall bus.jpg and wide zidane.jpg; OBB models look at the square aerial tile and a wide
+# (1024x576) centre crop of the other one, written by the ``wide_aerial`` fixture
 PHOTOS = {"obb": (("images-aerial", "aerial_courts_640.jpg"), ("images-aerial", "aerial_railyard_1024.png")),
           None: (("images", "bus.jpg"), ("images", "zidane.jpg"))}
+WIDE_AERIAL: list = []
 MIN_OBJECTS = 2
 TABLE: list[dict] = []  # figures of every case, printed at the end of the module (the issue's table)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def wide_aerial(tmp_path_factory):
+    """A wide aerial photo: the railyard tile's centre 1024x576 (rect letterboxing differs from square)."""
+    src = cv2.imread(str(shared_file(*PHOTOS["obb"][1])))
+    h = src.shape[0]
+    path = tmp_path_factory.mktemp("aerial") / "aerial_railyard_wide.png"
+    cv2.imwrite(str(path), src[(h - 576) // 2:(h - 576) // 2 + 576, :1024])
+    WIDE_AERIAL[:] = [path]
+    return path
+
+
 def _photos(task: str):
-    return [shared_file(*p) for p in PHOTOS.get(task, PHOTOS[None])]
+    if task == "obb":
+        return [shared_file(*PHOTOS["obb"][0]), *WIDE_AERIAL]
+    return [shared_file(*p) for p in PHOTOS[None]]
 
 
 def _check(path, task, what):
