@@ -190,7 +190,7 @@ def compare_with_checkpoint(pt: str, onnx_path: str, images: Sequence[tuple[str,
     for k, (name, img) in enumerate(images):
         with _quiet():
             r = ref_model.predict(img, imgsz=imgsz, conf=low, iou=iou, device="cpu", verbose=False)[0]
-        rec, mask_ious = _compare_image(r, new.detect(img), conf, iou - nms_margin)
+        rec, mask_ious = _compare_image(r, new.run(img), conf, iou - nms_margin)
         h, w = img.shape[:2]
         shape = "square" if h == w else "non-square"
         g = groups.setdefault(shape, dict.fromkeys(("images",) + _COUNTS, 0) | dict.fromkeys(_WORST, 0.0))

@@ -3,6 +3,8 @@ not bounds-check, so every wrapper checks dtype, rank, shape and ``out=`` buffer
 njit call."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .errors import EdgerunTypeError, EdgerunValueError
@@ -42,9 +44,10 @@ def out_buffer(name: str, out, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 def positive_int(name: str, v) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise EdgerunTypeError(f"{name}: expected an int, got {type(v).__name__}")
+        raise EdgerunTypeError(f"{name}: expected an int, got {type(v).__name__} {v!r} "
+                               f"(pass a whole number > 0; fractions are refused, not truncated)")
     if v <= 0:
-        raise EdgerunValueError(f"{name}: expected > 0, got {v}")
+        raise EdgerunValueError(f"{name}: expected > 0, got {v} (pass a whole number > 0)")
     return int(v)
 
 
@@ -52,8 +55,22 @@ def finite_float(name: str, v, lo: float | None = None, hi: float | None = None)
     try:
         f = float(v)
     except (TypeError, ValueError):
-        raise EdgerunTypeError(f"{name}: expected a number, got {type(v).__name__}") from None
+        raise EdgerunTypeError(f"{name}: expected a number, got {type(v).__name__} {v!r}") from None
     if not np.isfinite(f) or (lo is not None and f < lo) or (hi is not None and f > hi):
         rng = f" in [{lo}, {hi}]" if lo is not None or hi is not None else ""
         raise EdgerunValueError(f"{name}: expected a finite number{rng}, got {v}")
     return f
+
+
+def flag(name: str, v) -> bool:
+    """A real bool (numpy's too); 0/1/"yes" are refused rather than guessed."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise EdgerunTypeError(f"{name}: expected True or False, got {type(v).__name__} {v!r}")
+    return bool(v)
+
+
+def choice(name: str, v, choices: tuple) -> Any:
+    """``v`` when it is one of ``choices``."""
+    if v not in choices:
+        raise EdgerunValueError(f"{name}: expected one of {choices}, got {v!r}")
+    return v

@@ -4,6 +4,7 @@
     det = Detector.from_path("yolov8n.onnx")
     d = det.detect(bgr_image)   # d.xyxy, d.confidence, d.class_id, d.timings
     m = open_model("any.onnx")  # Detector / PoseDetector / Segmenter / Classifier from the spec
+    det = Detector.open("yolov8n.onnx", DetectorOptions(score_threshold=0.4), ModelOptions(threads=2))
     for r in stream("model.onnx", "clip.mp4"): ...
 
 Names are imported on first use (PEP 562), so ``import edgerun.runtime`` stays cheap and a script
@@ -24,6 +25,8 @@ _WHERE = {
     "ModelSpec": "spec", "resolve_spec": "spec", "Session": "session", "ModelError": "session",
     "cpu_budget": "session", "stream": "streaming.runner", "StreamRunner": "streaming.runner",
     "StreamResult": "streaming.runner", "ByteTracker": "streaming.tracker",
+    **{name: "tasks.options" for name in ("ModelOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "ObbOptions",
+                                          "FaceOptions", "ClassifierOptions", "SemanticOptions")},
 }
 
 __all__ = [*_WHERE, "EdgerunError", "EdgerunTypeError", "EdgerunValueError"]

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
+
 __all__ = ["Detections", "Classifications", "SemanticMask"]
 
 
@@ -34,8 +36,59 @@ class Detections:
     image_shape: tuple[int, int] = (0, 0)
     names: tuple[str, ...] = field(default=(), repr=False)
 
+    def __post_init__(self) -> None:
+        """Shapes agree: xyxy (N, 4) float32, confidence and class_id (N,), mask (N, H, W) or None,
+        tracker_id (N,) or None, every ``data`` array N long (the N objects of one image)."""
+        for name in ("xyxy", "confidence", "class_id"):
+            if not isinstance(getattr(self, name), np.ndarray):
+                raise EdgerunTypeError(f"Detections.{name}: expected a numpy.ndarray, got "
+                                       f"{type(getattr(self, name)).__name__}")
+        if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4 or self.xyxy.dtype != np.float32:
+            raise EdgerunValueError(f"Detections.xyxy: expected an (N, 4) float32 array, got {self.xyxy.shape} "
+                                    f"{self.xyxy.dtype} (use .astype(np.float32) / reshape(-1, 4))")
+        n = self.xyxy.shape[0]
+        for name in ("confidence", "class_id", "tracker_id"):
+            a = getattr(self, name)
+            if a is not None and (not isinstance(a, np.ndarray) or a.shape != (n,)):
+                raise EdgerunValueError(f"Detections.{name}: expected shape ({n},) for {n} boxes, got "
+                                        f"{getattr(a, 'shape', type(a).__name__)}")
+        if self.mask is not None and (not isinstance(self.mask, np.ndarray) or self.mask.ndim != 3
+                                      or self.mask.shape[0] != n):
+            raise EdgerunValueError(f"Detections.mask: expected (N={n}, H, W) or None, got "
+                                    f"{getattr(self.mask, 'shape', type(self.mask).__name__)}")
+        for k, v in self.data.items():
+            if not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[0] != n:
+                raise EdgerunValueError(f"Detections.data[{k!r}]: expected an array of {n} rows, got "
+                                        f"{getattr(v, 'shape', type(v).__name__)}")
+
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
+
+    def __getitem__(self, index: int | slice | np.ndarray | list) -> "Detections":
+        """The objects at ``index`` (an int, a slice, an index array or an (N,) boolean mask) as new
+        Detections: every per-object array (mask, tracker_id, each ``data`` entry) indexed alike;
+        timings, image_shape and names kept. ``d[d.confidence > 0.5]``, ``d[d.class_id == 0]``."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"Detections index {index} out of range for {n} objects")
+            index = [int(index)]
+        elif not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.dtype == np.bool_ and index.shape != (len(self),):
+                raise EdgerunValueError(f"Detections boolean index: expected shape ({len(self)},), got {index.shape}")
+            if index.dtype != np.bool_ and not np.issubdtype(index.dtype, np.integer) and index.size:
+                raise EdgerunTypeError(f"Detections index: expected int, slice, int array or bool mask, got "
+                                       f"{index.dtype} array")
+            index = index if index.size or index.dtype == np.bool_ else index.astype(np.int64)
+
+        def pick(a):
+            return None if a is None else a[index]
+
+        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index],
+                          mask=pick(self.mask), tracker_id=pick(self.tracker_id),
+                          data={k: v[index] for k, v in self.data.items()}, timings=dict(self.timings),
+                          image_shape=self.image_shape, names=self.names)
 
     @property
     def speed(self) -> dict[str, float]:

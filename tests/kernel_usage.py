@@ -36,10 +36,10 @@ def _run(name: str, image, **options) -> None:
     from edgerun.runtime.tasks.dispatch import annotate
 
     with open_model(str(shared_dir() / "models" / name), **options) as model:
-        result = model.detect(image)
+        result = model.run(image)
         annotate(image.copy(), result, model.spec.names)
         for fmt in ("nv12", "gray"):  # camera formats go through their own preprocessing kernels
-            model.detect(_convert(image, fmt), pixel_format=fmt)
+            model.run(_convert(image, fmt), pixel_format=fmt)
 
 
 def _convert(bgr, fmt: str):

@@ -1,4 +1,5 @@
-"""Offline batch inference on Ray Data: ``edgerun batch`` and the ``BatchDetector`` callable class.
+"""Offline batch inference on Ray Data: ``edgerun batch`` and the ``BatchDetector`` callable class
+(any task ``open_model`` opens: detect, segment, pose, face, classify, semantic).
 
 Ray is an optional extra (``pip install "edgerun[ray]"``), imported lazily.
 
@@ -38,7 +39,7 @@ from edgerun.kernels.errors import EdgerunError
 
 from ..results import frame_record
 from ..sources import Frame, ImageError, decode_image, file_frames
-from ..tasks.detector import Detector
+from ..tasks.dispatch import open_model
 
 __all__ = ["BatchDetector", "RAY_REQUIREMENT", "actor_cpus", "decode_image",
            "require_ray", "row_schema"]
@@ -65,16 +66,21 @@ def actor_cpus(threads: int, slack: float = READ_SLACK) -> float:
     return max(0.05, float(threads) - slack) if threads >= 1 else float(threads)
 
 
-def row_schema():
-    """The Arrow schema of one result row (``pyarrow`` imported lazily)."""
+def row_schema(task: str = "detect"):
+    """The Arrow schema of one result row of a model of ``task`` (``pyarrow`` imported lazily):
+    ``detections`` for box tasks, ``classes`` for classify (confidence) and semantic (fraction)."""
     import pyarrow as pa
 
-    det = pa.struct([("xyxy", pa.list_(pa.float64())), ("confidence", pa.float64()),
-                     ("class_id", pa.int64()), ("class_name", pa.string())])
+    if task in ("classify", "semantic"):
+        key, item = "classes", pa.struct([("class_id", pa.int64()), ("class_name", pa.string()),
+                                          ("confidence", pa.float64()), ("fraction", pa.float64())])
+    else:
+        key, item = "detections", pa.struct([("xyxy", pa.list_(pa.float64())), ("confidence", pa.float64()),
+                                             ("class_id", pa.int64()), ("class_name", pa.string())])
     speed = pa.struct([("preprocess", pa.float64()), ("inference", pa.float64()),
                        ("postprocess", pa.float64())])
     return pa.schema([("source", pa.string()), ("frame", pa.int64()), ("width", pa.int64()),
-                      ("height", pa.int64()), ("detections", pa.list_(det)), ("speed_ms", speed),
+                      ("height", pa.int64()), (key, pa.list_(item)), ("speed_ms", speed),
                       ("error", pa.string()), ("worker", pa.string())])
 
 
@@ -93,19 +99,19 @@ def _assigned_threads() -> int:
 
 
 class BatchDetector:
-    """A Ray Data callable class: one ``Detector`` (one ORT session) per actor.
+    """A Ray Data callable class: one task object (one ORT session) per actor, any task.
 
     ``ds.map_batches(BatchDetector, fn_constructor_kwargs={"model": path, ...}, ...)``; constructor
-    keywords are those of ``Detector.from_path`` (``score_threshold``, ``iou_threshold``,
-    ``max_detections``, ``threads`` (default: the actor's CPUs), spec overrides).
+    keywords are those of ``open_model`` (``task``, ``score_threshold``, ``top_k``, ...,
+    ``threads`` (default: the actor's CPUs), spec overrides; ``strict=False`` drops another task's
+    options, as the CLI does).
     """
 
-    def __init__(self, model: str, score_threshold: float = 0.25, iou_threshold: float = 0.7,
-                 max_detections: int = 300, *, threads: int | None = None,
-                 crash_marker: str | None = None, **options: Any):
-        self.detector = Detector.from_path(model, score_threshold, iou_threshold, max_detections,
-                                           threads=threads or _assigned_threads(), **options)
-        self.names = self.detector.spec.names
+    def __init__(self, model: str, *, threads: int | None = None, crash_marker: str | None = None,
+                 **options: Any):
+        self.model = open_model(model, threads=threads or _assigned_threads(), **options)
+        self.names = self.model.spec.names
+        self.schema = row_schema(self.model.spec.task)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._crash_marker = crash_marker  # tests only: die once, mid-job, to test actor restarts
         self._calls = 0
@@ -116,13 +122,13 @@ class BatchDetector:
 
         self._maybe_crash()
         rows = [self._row(frame) for frame in _frames(batch)]
-        return pa.Table.from_pylist(rows, schema=row_schema())
+        return pa.Table.from_pylist(rows, schema=self.schema)
 
     def _row(self, frame: Frame) -> dict[str, Any]:
         det = None
         if frame.error is None:
             try:
-                det = self.detector.detect(frame.image)
+                det = self.model.run(frame.image)
             except EdgerunError as exc:
                 frame.error = f"{frame.source}: {exc}"
         rec = frame_record(frame, det, self.names)

@@ -153,7 +153,8 @@ def build_dataset(ray: Any, units: list[list[str]], model: str, workers: int, nu
 class _AtomicWriter:
     """Rows into ``OUT.tmp-PID`` next to ``OUT``; ``commit`` renames it over ``OUT`` atomically."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, task: str = "detect"):
+        self.task = task
         if not path.lower().endswith(OUTPUT_EXTS):
             raise EdgerunValueError(f"--output: expected a path ending in .jsonl or .parquet, got {path!r}")
         self.path = os.path.abspath(path)
@@ -178,7 +179,7 @@ class _AtomicWriter:
     def commit(self) -> None:
         if self.parquet and self._pq is None:  # no rows at all: still a valid, empty file
             import pyarrow as pa
-            self.write(pa.Table.from_pylist([], schema=row_schema()))
+            self.write(pa.Table.from_pylist([], schema=row_schema(self.task)))
         self._close()
         os.replace(self.tmp, self.path)
 
@@ -199,16 +200,19 @@ def run_batch(model: str, sources: Sequence[str], output: str, *, workers: int |
               address: str | None = None, batch_size: int = 8, threads: int | None = None,
               progress: bool | None = None, verbose: bool = False, **detector_kwargs: Any
               ) -> BatchSummary:
-    """Detect objects in every image and video frame of ``sources`` on Ray; write one row per
-    frame to ``output`` (.jsonl or .parquet, replaced atomically). ``detector_kwargs`` go to
-    ``BatchDetector`` (``score_threshold``, ``iou_threshold``, ``max_detections``, ...)."""
+    """Run the model (any task) on every image and video frame of ``sources`` on Ray; write one row
+    per frame to ``output`` (.jsonl or .parquet, replaced atomically). ``detector_kwargs`` go to
+    ``BatchDetector`` / ``open_model`` (``task``, ``score_threshold``, ``top_k``, ``strict``, ...)."""
     t0 = time.perf_counter()
     require_ray()
-    from ..tasks.detector import Detector
-    Detector.from_path(model, threads=1).close()  # fail fast, in the driver, on a bad model
+    from ..tasks.dispatch import open_model
+    # fail fast, in the driver, on a bad model or option name (crash_marker: BatchDetector's own, tests)
+    probe = open_model(model, **{k: v for k, v in detector_kwargs.items() if k != "crash_marker"}, threads=1)
+    task = probe.spec.task
+    probe.close()
     paths = expand_sources(sources)
     units = plan_units(paths, batch_size)
-    writer = _AtomicWriter(output)
+    writer = _AtomicWriter(output, task)
     summary = BatchSummary(output=writer.path, files=len(paths))
     try:
         with ray_connection(address, verbose) as ray:
@@ -242,7 +246,7 @@ def _drain(ds: Any, writer: _AtomicWriter, summary: BatchSummary, progress: Prog
 # -- CLI ---------------------------------------------------------------------------------------
 def add_arguments(p: Any) -> None:
     """The ``edgerun batch`` arguments."""
-    p.add_argument("model", help="the ONNX detector")
+    p.add_argument("model", help="the ONNX model (any task)")
     p.add_argument("sources", nargs="+", help="directories, globs, list files (.txt) or videos")
     p.add_argument("-o", "--output", required=True, help="OUT.jsonl or OUT.parquet (replaced)")
     p.add_argument("--workers", type=int, help="actors (default: cluster CPUs / --threads)")
@@ -250,19 +254,20 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--address", help="join a Ray cluster: auto or ray://host:10001 "
                                      "(default: start a local Ray sized to this machine)")
     p.add_argument("--batch-size", type=int, default=8, help="images per task (default 8)")
-    p.add_argument("--conf", type=float, default=0.25, help="score threshold")
-    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="max detections per image")
+    p.add_argument("--conf", type=float, help="score threshold (default: the task's, 0.25 for YOLO)")
+    p.add_argument("--iou", type=float, help="NMS IoU threshold (default: the task's, 0.7 for YOLO)")
+    p.add_argument("--max-det", type=int, help="max detections per image (default 300)")
 
 
 def run_cli(args: Any) -> int:
     """Run ``edgerun batch``; 0 when every row is fine, 1 when some rows carry an error."""
     ray = require_ray()
+    given = {"score_threshold": args.conf, "iou_threshold": args.iou, "max_detections": args.max_det}
+    options = {k: v for k, v in given.items() if v is not None}  # None: the task's default
     try:
         summary = run_batch(args.model, args.sources, args.output, workers=args.workers,
                             address=args.address, batch_size=args.batch_size, threads=args.threads,
-                            verbose=getattr(args, "verbose", False), score_threshold=args.conf,
-                            iou_threshold=args.iou, max_detections=args.max_det)
+                            verbose=getattr(args, "verbose", False), strict=False, **options)
     except (ray.exceptions.RayError, ConnectionError) as exc:  # the cluster, not an input file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"edgerun: error: Ray: {first}", file=sys.stderr)

@@ -137,11 +137,9 @@ def compile_notice() -> bool:
 
 # -- info and warmup ----------------------------------------------------------------------------
 def _info(args) -> int:
-    from ..session import Session
-    from ..spec import resolve_spec
+    from ..tasks.base import load
 
-    sess = Session(args.model)
-    spec = resolve_spec(sess.metadata, sess.inputs, sess.outputs)
+    sess, spec = load(args.model)
     problem, task_spec = _problem(sess, spec)
     spec = task_spec or spec
     report = {
@@ -175,7 +173,7 @@ def _problem(sess, spec):
     if spec.task not in TASK_CLASSES:
         return f"{sess.path}: task {spec.task!r} is not supported yet", None
     try:
-        task = TASK_CLASSES[spec.task][0](sess, spec)
+        task = TASK_CLASSES[spec.task](sess, spec)
     except EdgerunError as exc:
         return str(exc), None
     return None, getattr(task, "spec", None)

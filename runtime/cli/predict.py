@@ -174,7 +174,7 @@ def _run(det, files: list[str], args) -> int:
             result = None
             if frame.error is None:
                 try:
-                    result = det.detect(frame.image)
+                    result = det.run(frame.image)
                 except EdgerunError as exc:
                     frame.error = f"{frame.source}: {exc}"
             if frame.error:

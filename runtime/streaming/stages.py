@@ -16,7 +16,7 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunError
 
 from ..session import Session
-from ..tasks.base import STAGES
+from ..tasks.base import STAGES, stamp
 from .pool import Slot, ensure
 
 __all__ = ["StreamResult", "FrameItem", "preprocess", "infer", "postprocess"]
@@ -89,9 +89,7 @@ def postprocess(task, item: FrameItem):
         item.error = f"postprocess: {_reason(exc)}"
         return None
     item.ms["postprocess"] = (time.perf_counter() - t0) * 1e3
-    det.timings = {k: item.ms.get(k, 0.0) for k in STAGES}
-    det.names = task.spec.names
-    return det
+    return stamp(det, [item.ms.get(k, 0.0) for k in STAGES], task.spec.names)
 
 
 def _reason(exc: Exception) -> str:

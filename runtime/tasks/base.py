@@ -6,8 +6,10 @@
     result = task.postprocess(outputs, geometry)             # each task's own
     result = task.run(image, fmt)                            # the three, timed into result.timings
 
-A subclass checks the model in ``__init__`` (then calls ``super().__init__``), names its options in
-``OPTIONS`` (the ones ``from_path`` and ``open_model`` hand to ``__init__``) and writes ``postprocess``.
+A subclass names its options class (``Options = XOptions``, ``tasks/options.py``) and the spec task it
+serves (``TASK = "x"``), checks the model in ``__init__`` (then calls ``super().__init__``) and writes
+``postprocess``. ``Task.open`` alone opens a file (session, spec, input size); ``from_path``,
+``open_model``, the CLI and batch go through it.
 Streams (``streaming/stages.py``) and benchmarks (``bench.EdgerunPipeline``) call these stages
 instead of re-spelling them: stage names are ``STAGES``, buffer shapes ``tensor_shape``.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,8 +26,9 @@ from edgerun.kernels.preprocess import Geometry, letterbox, plan
 
 from ..session import Session
 from ..spec import ModelSpec, fit_input_size, resolve_spec
+from .options import ModelOptions, TaskOptions, split_keywords, unknown_keyword
 
-__all__ = ["Task", "STAGES", "frame_size"]
+__all__ = ["Task", "STAGES", "frame_size", "stamp", "load", "task_class"]
 
 STAGES = ("preprocess", "inference", "postprocess")  # the keys of every result's ``timings``
 Clock = Callable[[str], None]  # called with a stage's name right after the stage ends
@@ -48,36 +51,60 @@ class Task:
     Thread-safe: threads may share one task object (each thread gets its own input buffers).
     """
 
-    #: task options ``from_path`` passes to ``__init__`` (in this order when given positionally);
-    #: every other keyword is a ModelSpec override
-    OPTIONS: tuple[str, ...] = ()
+    #: this task's options type (a frozen dataclass from ``tasks/options.py``)
+    Options: type[TaskOptions] = TaskOptions
+    #: the spec task this class serves (``open_model`` picks the class by it)
+    TASK: str = ""
 
-    def __init__(self, session: Session, spec: ModelSpec):
+    def __init__(self, session: Session, spec: ModelSpec, options: TaskOptions | None = None):
+        options = self.Options() if options is None else options
+        if not isinstance(options, self.Options):
+            raise EdgerunTypeError(f"options: expected {self.Options.__name__}, got {type(options).__name__}")
         self.session = session
         self.spec = spec
+        self.options = options
         self.tensor_dtype = np.dtype(np.float16 if spec.input_dtype == "float16" else np.float32)
         self._local = threading.local()
 
     @classmethod
-    def from_path(cls, path: str, *options: Any, threads: int | None = None, spin: bool | str | None = None,
-                  providers: Sequence[str] | None = None, **kwargs: Any):
-        """Open an ONNX file as this task. Keywords in ``OPTIONS`` (or the first positional ones,
-        in that order) go to the task; the others replace ModelSpec fields (e.g.
-        ``input_size=(480, 640)``, ``channel_order="bgr"``, ``names=[...]``; an ``input_size`` the graph
-        cannot take is refused here). ``spin``: ORT spin-waiting, "auto" | "off" | "on" | "stop" | True |
-        False, None for ``session.DEFAULT_SPIN``."""
-        if len(options) > len(cls.OPTIONS):
-            raise TypeError(f"{cls.__name__}.from_path takes at most {len(cls.OPTIONS)} positional "
-                            f"options {cls.OPTIONS}, got {len(options)}")
-        opts = dict(zip(cls.OPTIONS, options))
-        for k in [k for k in kwargs if k in cls.OPTIONS]:
-            if k in opts:
-                raise TypeError(f"{cls.__name__}.from_path got {k!r} twice")
-            opts[k] = kwargs.pop(k)
-        session = Session(str(path), threads=threads, spin=spin, providers=providers)
-        spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)
-        session, spec = fit_input_size(session, spec)
-        return cls(session, spec, **opts)
+    def open(cls, path: str, options: TaskOptions | Mapping[str, Any] | None = None,
+             model: ModelOptions | None = None, *, strict: bool = True):
+        """Open an ONNX file: the one place that builds the Session, resolves the spec (metadata, graph,
+        ``model``'s overrides) and fits the input size. On ``Task`` itself the class is the one the
+        spec's task names (``open_model``). ``options``: this task's Options, or a dict of its fields
+        (``strict=False`` drops names that are another task's options, never an unknown one)."""
+        model = ModelOptions() if model is None else model
+        session, spec = load(path, model)
+        task_cls = task_class(spec.task, path) if cls is Task else cls
+        if options is None or isinstance(options, Mapping):
+            options = task_cls.Options(**task_cls.fit_options(dict(options or {}), model, strict))
+        return task_cls(session, spec, options)
+
+    @classmethod
+    def fit_options(cls, options: dict[str, Any], model: ModelOptions, strict: bool = True) -> dict[str, Any]:
+        """Option keywords as this task's Options takes them; names of other tasks' options raise
+        ``EdgerunValueError`` (or are dropped when not ``strict``), unknown names ``TypeError``."""
+        mine = cls.Options.names()
+        for k in list(options):
+            if k in mine:
+                continue
+            from .dispatch import all_option_names  # the registry imports every task: only when asked
+            if k not in all_option_names():
+                raise unknown_keyword(f"{cls.__name__} options", k, mine)
+            if strict:
+                raise EdgerunValueError(f"option {k!r} does not apply to {cls.__name__} (it takes "
+                                        f"{', '.join(mine) or 'no options'})")
+            del options[k]
+        return options
+
+    @classmethod
+    def from_path(cls, path: str, **kwargs: Any):
+        """``open`` with keywords: this task's option names (``cls.Options``) go to the task, session
+        names (``threads``, ``spin``, ``providers``) and ModelSpec fields (``input_size=(480, 640)``,
+        ``channel_order="bgr"``, ``names=[...]``) to ``ModelOptions``. An unknown keyword raises
+        ``TypeError`` naming the closest valid one."""
+        opts, model = split_keywords(f"{cls.__name__}.from_path", kwargs, cls.Options.names())
+        return cls.open(path, opts, model)
 
     # -- the three stages -------------------------------------------------------------------
     @property
@@ -136,9 +163,7 @@ class Task:
         t2 = _tick(clock, "inference")
         result = self.postprocess(outputs, geo)
         t3 = _tick(clock, "postprocess")
-        result.timings = dict(zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)))
-        result.names = self.spec.names  # the spec's tuple (not a copy): to_records() names classes
-        return result
+        return stamp(result, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3), self.spec.names)
 
     def run_batch(self, images: Iterable[np.ndarray], pixel_format: str = "bgr", *,
                   clock: Clock | None = None) -> list:
@@ -160,14 +185,8 @@ class Task:
         results = [self.postprocess(outputs, g, i) for i, g in enumerate(geos)]
         t3 = _tick(clock, "postprocess")
         n = len(images)
-        for r in results:
-            r.timings = dict(zip(STAGES, ((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n, (t3 - t2) * 1e3 / n)))
-            r.names = self.spec.names
-        return results
-
-    # the name every caller (CLI, batch, streams of any task) uses for one frame / several
-    detect = run
-    detect_batch = run_batch
+        ms = ((t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n, (t3 - t2) * 1e3 / n)
+        return [stamp(r, ms, self.spec.names) for r in results]
 
     def close(self) -> None:
         """Release the ORT session."""
@@ -191,6 +210,34 @@ class Task:
                 bufs.clear()
             buf = bufs[shape] = np.empty(shape, self.tensor_dtype)
         return buf
+
+
+def load(path: str, model: ModelOptions | None = None) -> tuple[Session, ModelSpec]:
+    """The file's Session and resolved spec (metadata, graph, ``model``'s overrides, the input size
+    fitted to the graph): what ``Task.open`` builds a task on; ``edgerun info`` describes it."""
+    model = ModelOptions() if model is None else model
+    if not isinstance(model, ModelOptions):
+        raise EdgerunTypeError(f"model: expected ModelOptions, got {type(model).__name__}")
+    session = Session(str(path), threads=model.threads, spin=model.spin, providers=model.providers)
+    spec = resolve_spec(session.metadata, session.inputs, session.outputs, model.overrides)
+    return fit_input_size(session, spec)
+
+
+def stamp(result, ms: Sequence[float], names: tuple[str, ...]):
+    """The one place results get their per-stage ``timings`` (ms, in ``STAGES`` order) and the
+    model's class ``names`` (the spec's tuple, not a copy: ``to_records()`` names classes)."""
+    result.timings = dict(zip(STAGES, ms))
+    result.names = names
+    return result
+
+
+def task_class(task: str, path: str = "") -> type:
+    """The Task class serving a spec task (``tasks/dispatch.py``'s registry)."""
+    from .dispatch import TASK_CLASSES
+    if task not in TASK_CLASSES:
+        raise EdgerunValueError(f"{path}: task {task!r} is not supported yet; pass task= one of "
+                                f"{', '.join(TASK_CLASSES)}")
+    return TASK_CLASSES[task]
 
 
 def _tick(clock: Clock | None, stage: str) -> float:

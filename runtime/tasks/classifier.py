@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 
-from edgerun.kernels import checks
 from edgerun.kernels.preprocess import Geometry
 from edgerun.kernels.topk import softmax, topk
 
@@ -20,6 +19,7 @@ from ..results import Classifications
 from ..session import ModelError, Session
 from ..spec import ModelSpec
 from .base import Task
+from .options import ClassifierOptions
 
 __all__ = ["Classifier"]
 
@@ -36,24 +36,23 @@ class Classifier(Task):
     """An image classifier on ONNX Runtime. ``classify(image)`` -> ``Classifications`` (top-k).
 
     ``Classifier.from_path(path, top_k=5, threads=None, spin=None, providers=None, **spec_overrides)``
-    (e.g. ``softmax=False``). Thread-safe like Detector; ``detect``/``detect_batch`` (the task base's
-    common names) work too.
+    (e.g. ``softmax=False``). Thread-safe like Detector; ``run``/``run_batch`` are the task base's.
     """
 
-    OPTIONS = ("top_k",)
+    Options = ClassifierOptions
+    TASK = "classify"
 
-    def __init__(self, session: Session, spec: ModelSpec, *, top_k: int = 5):
+    def __init__(self, session: Session, spec: ModelSpec, options: ClassifierOptions | None = None):
         if spec.head != "classify" or spec.task != "classify":
             raise ModelError(f"{session.path}: task {spec.task!r} / head {spec.head!r} is not a classifier")
         out = session.outputs[0].shape
         if len(out) != 2 or (isinstance(out[1], int) and out[1] != spec.num_classes):
             raise ModelError(f"{session.path}: expected a (N, {spec.num_classes}) output, got {out}; "
                              "override num_classes or open the model with the right task")
-        top_k = checks.positive_int("top_k", top_k)
         if not spec.names and spec.num_classes == len(_imagenet_names()):  # an ImageNet-1k model
             spec = dataclasses.replace(spec, names=_imagenet_names(), guessed=tuple(sorted({*spec.guessed, "names"})))
-        super().__init__(session, spec)
-        self.top_k = top_k
+        super().__init__(session, spec, options)
+        self.top_k = self.options.top_k
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Classifications:
@@ -64,7 +63,7 @@ class Classifier(Task):
         return Classifications(cls, conf, probs, image_shape=(geometry.src_h, geometry.src_w))
 
     def classify(self, image: np.ndarray, pixel_format: str = "bgr") -> Classifications:
-        """Classify one frame (same pixel formats as ``Detector.detect``)."""
+        """Classify one frame (same pixel formats as ``Task.run``)."""
         return self.run(image, pixel_format)
 
     def __repr__(self) -> str:

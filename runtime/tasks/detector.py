@@ -10,7 +10,6 @@ import numpy as np
 
 from edgerun.kernels.boxes import scale_boxes
 from edgerun.kernels.decode import decode
-from edgerun.kernels.errors import EdgerunValueError
 from edgerun.kernels.nms import nms
 from edgerun.kernels.preprocess import Geometry
 
@@ -18,6 +17,7 @@ from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import ModelSpec
 from .base import Task
+from .options import DetectorOptions
 
 __all__ = ["Detector"]
 
@@ -28,31 +28,32 @@ class Detector(Task):
     """A YOLO-family detector on ONNX Runtime with Numba pre/post-processing.
 
     ``Detector.from_path(path, score_threshold=0.25, iou_threshold=0.7, max_detections=300,
-    threads=None, spin=None, providers=None, class_agnostic=False, **spec_overrides)``;
-    ``detect(image, pixel_format="bgr")`` -> ``Detections`` (see ``Task.run``).
-    Thread-safe: threads may share one Detector (each thread gets its own buffers).
+    class_agnostic=False, max_candidates=30000, threads=None, spin=None, providers=None,
+    **spec_overrides)`` (``DetectorOptions`` / ``ModelOptions``); ``detect(image, pixel_format="bgr")``
+    -> ``Detections`` (see ``Task.run``). Thread-safe: threads may share one Detector.
     """
 
-    OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "class_agnostic", "max_candidates")
+    Options = DetectorOptions
+    TASK = "detect"
 
-    def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.25,
-                 iou_threshold: float = 0.7, max_detections: int = 300, class_agnostic: bool = False,
-                 max_candidates: int = 30000):
+    def __init__(self, session: Session, spec: ModelSpec, options: DetectorOptions | None = None):
         if spec.head not in DETECTION_HEADS:
             raise ModelError(f"{session.path}: head {spec.head!r} (task {spec.task!r}) is not a detection "
                              f"head; expected one of {DETECTION_HEADS}")
         _check_outputs(session, spec)
-        if not 0.0 <= float(score_threshold) <= 1.0 or not 0.0 <= float(iou_threshold) <= 1.0:
-            raise EdgerunValueError(f"score_threshold and iou_threshold must be in [0, 1], got "
-                                    f"{score_threshold}, {iou_threshold}")
-        if int(max_detections) <= 0 or int(max_candidates) <= 0:
-            raise EdgerunValueError("max_detections and max_candidates must be > 0")
-        super().__init__(session, spec)
-        self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
-        self.max_detections = int(max_detections)
-        self.max_candidates = int(max_candidates)
-        self.class_agnostic = bool(class_agnostic)
+        super().__init__(session, spec, options)
+        o = self.options
+        self.score_threshold, self.iou_threshold = o.score_threshold, o.iou_threshold
+        self.max_detections, self.max_candidates = o.max_detections, o.max_candidates
+        self.class_agnostic = o.class_agnostic
+
+    def detect(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
+        """Boxes of one frame (``run``)."""
+        return self.run(image, pixel_format)
+
+    def detect_batch(self, images, pixel_format: str = "bgr") -> list[Detections]:
+        """Boxes of several frames (``run_batch``)."""
+        return self.run_batch(images, pixel_format)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:

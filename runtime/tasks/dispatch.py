@@ -6,11 +6,11 @@
     m = open_model("face_detection_yunet.onnx")  # FaceDetector (YuNet's outputs are recognised)
 
 Keyword arguments are split: task options (thresholds, ``top_k``, ``masks``) go to the task object,
-everything else is a ModelSpec override (``input_size=...``, ``channel_order=...``).
+session names and ModelSpec fields to ``ModelOptions`` (``input_size=...``); anything else is refused.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from edgerun.kernels.errors import EdgerunValueError
@@ -23,47 +23,37 @@ from .pose import COCO_SKELETON, PoseDetector
 from ..results import Classifications, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
-from ..session import Session
-from ..spec import TASKS, fit_input_size, resolve_spec
+from ..spec import TASKS
+from .base import Task
+from .options import split_keywords
 
-__all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES"]
+__all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES", "all_option_names"]
 
-# task name -> (class, the options its __init__ takes: the class's own OPTIONS)
-TASK_CLASSES: dict[str, tuple[type, tuple[str, ...]]] = {
-    task: (cls, cls.OPTIONS) for task, cls in (
-        ("detect", Detector), ("pose", PoseDetector), ("segment", Segmenter), ("classify", Classifier),
-        ("face", FaceDetector), ("semantic", SemanticSegmenter), ("obb", ObbDetector))}
+# spec task -> the class serving it (each class's TASK); a new task adds its class here
+TASK_CLASSES: dict[str, type[Task]] = {cls.TASK: cls for cls in (
+    Detector, PoseDetector, Segmenter, ObbDetector, Classifier, FaceDetector, SemanticSegmenter)}
 
 
-def open_model(path: str, task: str | None = None, *, threads: int | None = None, spin: bool | str | None = None,
-               providers: Sequence[str] | None = None, strict: bool = True, **kwargs: Any):
+def open_model(path: str, task: str | None = None, *, strict: bool = True, **kwargs: Any) -> Task:
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
-    Segmenter, ObbDetector, Classifier, FaceDetector or SemanticSegmenter. Unknown task names raise ``EdgerunValueError`` listing the choices.
-    Options that do not apply to the resolved task raise, or are dropped when ``strict=False``
-    (the CLI passes its thresholds to every task)."""
+    Segmenter, ObbDetector, Classifier, FaceDetector or SemanticSegmenter (``Task.open``). Keywords as
+    ``from_path``: any task's option names, session names and ModelSpec fields; an unknown name raises
+    ``TypeError`` naming the closest one. Options of another task raise ``EdgerunValueError``, or are
+    dropped when ``strict=False`` (the CLI passes its thresholds to every task)."""
     if task is not None and task not in TASK_CLASSES:
         supported = ", ".join(TASK_CLASSES)
         extra = f" ({task!r} is a known task not implemented yet)" if task in TASKS else ""
         raise EdgerunValueError(f"task: expected one of {supported}, got {task!r}{extra}")
-    session = Session(str(path), threads=threads, spin=spin, providers=providers)
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in _all_options()}
+    options, model = split_keywords("open_model", kwargs, all_option_names())
     if task is not None:
-        kwargs.setdefault("task", task)
-    spec = resolve_spec(session.metadata, session.inputs, session.outputs, kwargs)  # head: spec.TASK_HEADS
-    if spec.task not in TASK_CLASSES:
-        raise EdgerunValueError(f"{path}: task {spec.task!r} is not supported yet; pass task= one of "
-                                f"{', '.join(TASK_CLASSES)}")
-    session, spec = fit_input_size(session, spec)
-    cls, names = TASK_CLASSES[spec.task]
-    if spec.task == "face" and "input_size" in kwargs:  # an explicit size: run there, not natively
-        options.setdefault("native", False)
-    bad = set(options) - set(names)
-    if bad and not strict:
-        options, bad = {k: v for k, v in options.items() if k in names}, set()
-    if bad:
-        raise EdgerunValueError(f"options {sorted(bad)} do not apply to task {spec.task!r} "
-                                f"({cls.__name__} takes {', '.join(names)})")
-    return cls(session, spec, **options)
+        # the head stays the model's when the task reads it, else the task's own (spec.TASK_HEADS)
+        model = model.replace(**{"task": task, **model.overrides})
+    return Task.open(path, options, model, strict=strict)
+
+
+def all_option_names() -> tuple[str, ...]:
+    """Every task's option names (what ``open_model`` accepts besides ModelOptions' names)."""
+    return tuple(dict.fromkeys(n for cls in TASK_CLASSES.values() for n in cls.Options.names()))
 
 
 def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarray:
@@ -87,10 +77,6 @@ def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarr
     if "landmarks" in result.data:
         ann.draw_landmarks(image, result.data["landmarks"])
     return image
-
-
-def _all_options() -> set[str]:
-    return {n for _, names in TASK_CLASSES.values() for n in names}
 
 
 def warmup_tasks() -> int:

@@ -30,12 +30,12 @@ from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import YUNET_OUTPUTS, ModelSpec
 from .base import Task, frame_size
+from .options import DEFAULT_MAX_PIXELS, FaceOptions, ModelOptions
 
 __all__ = ["FaceDetector", "native_plan", "DEFAULT_MAX_PIXELS"]
 
 log = logging.getLogger("edgerun")
 
-DEFAULT_MAX_PIXELS = 1920 * 1080  # a Full-HD frame still runs at its own size
 
 
 def native_plan(height: int, width: int, stride: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> Geometry:
@@ -52,14 +52,13 @@ class FaceDetector(Task):
     """YuNet face detector. Thread-safe like Detector.
 
     ``FaceDetector.from_path(path, score_threshold=0.9, iou_threshold=0.3, max_detections=300,
-    threads=None, spin=None, providers=None, max_candidates=5000, **spec_overrides)``.
+    max_candidates=5000, native=None, max_pixels=..., threads=None, **spec_overrides)`` (``FaceOptions``).
     """
 
-    OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "max_candidates", "native", "max_pixels")
+    Options = FaceOptions
+    TASK = "face"
 
-    def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.9,
-                 iou_threshold: float = 0.3, max_detections: int = 300, max_candidates: int = 5000,
-                 native: bool | None = True, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, session: Session, spec: ModelSpec, options: FaceOptions | None = None):
         if spec.head != "yunet":
             raise ModelError(f"{session.path}: head {spec.head!r} is not a YuNet face head")
         names = [o.name for o in session.outputs]
@@ -68,23 +67,26 @@ class FaceDetector(Task):
                              f"{len(names)}: {names}")
         order = ([names.index(n) for n in YUNET_OUTPUTS] if set(YUNET_OUTPUTS) <= set(names)
                  else list(range(12)))  # else assume the file's order: cls, obj, bbox, kps
-        thresholds = (checks.finite_float("score_threshold", score_threshold, 0.0, 1.0),
-                      checks.finite_float("iou_threshold", iou_threshold, 0.0, 1.0))
-        limits = (checks.positive_int("max_detections", max_detections),
-                  checks.positive_int("max_candidates", max_candidates))
-        super().__init__(session, spec)
+        super().__init__(session, spec, options)
+        o = self.options
         self._order = order
-        self.score_threshold, self.iou_threshold = thresholds
-        self.max_detections, self.max_candidates = limits
+        self.score_threshold, self.iou_threshold = o.score_threshold, o.iou_threshold
+        self.max_detections, self.max_candidates = o.max_detections, o.max_candidates
         self.class_agnostic = True
-        self.max_pixels = checks.positive_int("max_pixels", max_pixels)
-        self.native = native is not False and self._open_native()
+        self.max_pixels = o.max_pixels
+        self.native = o.native is not False and self._open_native()
 
     @classmethod
-    def from_path(cls, path: str, *options: Any, native: bool | None = None, **kwargs: Any) -> "FaceDetector":
-        """``Task.from_path``; ``native`` defaults to True unless ``input_size`` is given."""
-        native = "input_size" not in kwargs if native is None else native
-        return super().from_path(path, *options, native=native, **kwargs)
+    def fit_options(cls, options: dict[str, Any], model: ModelOptions, strict: bool = True) -> dict[str, Any]:
+        """``native`` defaults to True unless ``input_size`` is given (then the model runs there)."""
+        options = super().fit_options(options, model, strict)
+        if options.get("native") is None:
+            options["native"] = "input_size" not in model.overrides
+        return options
+
+    def detect(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
+        """Faces of one frame (``run``)."""
+        return self.run(image, pixel_format)
 
     def _open_native(self) -> bool:
         """Switch to native resolution: symbolic H/W (reopening a fixed-size graph); False if impossible."""

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgerun.kernels.errors import EdgerunValueError
 from edgerun.kernels.preprocess import Geometry
 
 from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import ModelSpec
 from .base import Task
+from .options import ObbOptions
 
 __all__ = ["ObbDetector", "OBB_HEADS"]
 
@@ -38,14 +38,14 @@ OBB_HEADS = ("obb", "end2end")
 
 class ObbDetector(Task):
     """Oriented-box detector. ``ObbDetector.from_path(path, score_threshold=0.25, iou_threshold=0.7,
-    max_detections=300, class_agnostic=False, max_candidates=30000, **spec_overrides)``;
-    ``run(image)`` -> ``Detections`` with ``data["xyxyxyxy"]`` and ``data["xywhr"]``. Thread-safe."""
+    max_detections=300, class_agnostic=False, max_candidates=30000, **model_options)`` (``ObbOptions`` /
+    ``ModelOptions``); ``run(image)`` -> ``Detections`` with ``data["xyxyxyxy"]`` and ``data["xywhr"]``.
+    Thread-safe."""
 
-    OPTIONS = ("score_threshold", "iou_threshold", "max_detections", "class_agnostic", "max_candidates")
+    Options = ObbOptions
+    TASK = "obb"
 
-    def __init__(self, session: Session, spec: ModelSpec, *, score_threshold: float = 0.25,
-                 iou_threshold: float = 0.7, max_detections: int = 300, class_agnostic: bool = False,
-                 max_candidates: int = 30000):
+    def __init__(self, session: Session, spec: ModelSpec, options: ObbOptions | None = None):
         shape = session.outputs[0].shape if session.outputs else ()
         if spec.head not in OBB_HEADS or len(shape) != 3:
             raise ModelError(f"{session.path}: an OBB model needs head 'obb' (1, 4+C+1, N) or 'end2end' (1, K, 7); "
@@ -57,17 +57,15 @@ class ObbDetector(Task):
         if spec.head == "end2end" and isinstance(cols, int) and cols != 7:
             raise ModelError(f"{session.path}: end2end OBB output columns {cols} != 7 (cx, cy, w, h, score, "
                              "class, angle)")
-        if not 0.0 <= float(score_threshold) <= 1.0 or not 0.0 <= float(iou_threshold) <= 1.0:
-            raise EdgerunValueError(f"score_threshold and iou_threshold must be in [0, 1], got "
-                                    f"{score_threshold}, {iou_threshold}")
-        if int(max_detections) <= 0 or int(max_candidates) <= 0:
-            raise EdgerunValueError("max_detections and max_candidates must be > 0")
-        super().__init__(session, spec)
-        self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
-        self.max_detections = int(max_detections)
-        self.max_candidates = int(max_candidates)
-        self.class_agnostic = bool(class_agnostic)
+        super().__init__(session, spec, options)
+        o = self.options
+        self.score_threshold, self.iou_threshold = o.score_threshold, o.iou_threshold
+        self.max_detections, self.max_candidates = o.max_detections, o.max_candidates
+        self.class_agnostic = o.class_agnostic
+
+    def detect(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
+        """Oriented boxes of one frame (``run``)."""
+        return self.run(image, pixel_format)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0) -> Detections:
         """Raw outputs -> Detections with oriented boxes in source pixels."""

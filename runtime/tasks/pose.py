@@ -18,6 +18,7 @@ from .detector import Detector
 from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import ModelSpec
+from .options import PoseOptions
 
 __all__ = ["PoseDetector", "COCO_SKELETON"]
 
@@ -29,7 +30,10 @@ COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 
 class PoseDetector(Detector):
     """Person (or any class) boxes with keypoints. Same options and thread-safety as Detector."""
 
-    def __init__(self, session: Session, spec: ModelSpec, **options):
+    Options = PoseOptions
+    TASK = "pose"
+
+    def __init__(self, session: Session, spec: ModelSpec, options: PoseOptions | None = None):
         if spec.head not in ("yolov8", "end2end") or not spec.kpt_shape:
             raise ModelError(f"{session.path}: a pose model needs head 'yolov8' or 'end2end' and kpt_shape (K, D); "
                              f"got head={spec.head!r} kpt_shape={spec.kpt_shape}. Override with "
@@ -46,7 +50,7 @@ class PoseDetector(Detector):
             if d not in (2, 3) or (isinstance(rows, int) and rows != 4 + spec.num_classes + k * d):
                 raise ModelError(f"{session.path}: output rows {rows} != 4 + {spec.num_classes} classes + "
                                  f"{k}x{d} keypoint values; check num_classes / kpt_shape")
-        super().__init__(session, spec, **options)
+        super().__init__(session, spec, options)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:

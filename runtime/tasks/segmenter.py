@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgerun.kernels.errors import EdgerunValueError
 from edgerun.kernels.masks import process_masks
 from edgerun.kernels.preprocess import Geometry
 
@@ -27,20 +26,20 @@ from .detector import Detector
 from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import ModelSpec
+from .options import MASK_MODES, SegmenterOptions
 
 __all__ = ["Segmenter", "MASK_OPTIONS"]
 
-MASK_OPTIONS = ("full", "proto", "none")
+MASK_OPTIONS = MASK_MODES
 
 
 class Segmenter(Detector):
     """Instance segmentation. Options as Detector plus ``masks`` ("full", "proto" or "none")."""
 
-    OPTIONS = Detector.OPTIONS + ("masks",)
+    Options = SegmenterOptions
+    TASK = "segment"
 
-    def __init__(self, session: Session, spec: ModelSpec, *, masks: str = "full", **options):
-        if masks not in MASK_OPTIONS:
-            raise EdgerunValueError(f"masks: expected one of {MASK_OPTIONS}, got {masks!r}")
+    def __init__(self, session: Session, spec: ModelSpec, options: SegmenterOptions | None = None):
         outs = [o.shape for o in session.outputs]
         if spec.head not in ("yolov8", "end2end") or len(outs) < 2 or len(outs[1]) != 4 or len(outs[0]) != 3:
             raise ModelError(f"{session.path}: a segmentation model needs a yolov8 head (1, 4+C+M, N) or an "
@@ -54,8 +53,12 @@ class Segmenter(Detector):
         elif isinstance(m, int) and isinstance(outs[0][1], int) and outs[0][1] != 4 + spec.num_classes + m:
             raise ModelError(f"{session.path}: output rows {outs[0][1]} != 4 + {spec.num_classes} classes + {m} "
                              "mask coefficients; check num_classes")
-        super().__init__(session, spec, **options)
-        self.masks = masks
+        super().__init__(session, spec, options)
+        self.masks = self.options.masks
+
+    def segment(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
+        """Boxes with masks of one frame (``run``)."""
+        return self.run(image, pixel_format)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> Detections:
@@ -79,7 +82,7 @@ class Segmenter(Detector):
         nonempty = np.empty(len(idx), np.bool_)
         masks = process_masks(protos, coef, boxes, geometry, mode=self.masks, nonempty=nonempty)
         if not nonempty.all():  # Ultralytics keeps only predictions with a mask
-            det, masks = _select(det, nonempty), masks[nonempty]
+            det, masks = det[nonempty], masks[nonempty]
         if self.masks == "proto":
             det.data["proto_mask"] = masks
         else:
@@ -88,13 +91,6 @@ class Segmenter(Detector):
 
     def __repr__(self) -> str:
         return "Seg" + super().__repr__() + f"[masks={self.masks}]"
-
-
-def _select(det: Detections, keep: np.ndarray) -> Detections:
-    """The detections where ``keep`` is True (every per-object ``data`` array filtered too)."""
-    data = {k: v[keep] for k, v in det.data.items()}
-    return Detections(det.xyxy[keep], det.confidence[keep], det.class_id[keep],
-                      image_shape=det.image_shape, data=data)
 
 
 def _tensor_boxes(raw: np.ndarray, idx: np.ndarray) -> np.ndarray:

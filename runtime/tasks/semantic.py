@@ -15,6 +15,7 @@ from ..results import SemanticMask
 from ..session import ModelError, Session
 from ..spec import VOC_NAMES, ModelSpec
 from .base import Task
+from .options import SemanticOptions
 
 __all__ = ["SemanticSegmenter", "VOC_NAMES"]
 
@@ -25,12 +26,15 @@ class SemanticSegmenter(Task):
     ``SemanticSegmenter.from_path(path, threads=None, spin=None, providers=None, **spec_overrides)``.
     """
 
-    def __init__(self, session: Session, spec: ModelSpec):
+    Options = SemanticOptions
+    TASK = "semantic"
+
+    def __init__(self, session: Session, spec: ModelSpec, options: SemanticOptions | None = None):
         if spec.head != "semantic":
             raise ModelError(f"{session.path}: head {spec.head!r} is not a per-pixel classifier")
         if not 1 <= spec.num_classes <= 256:
             raise ModelError(f"{session.path}: {spec.num_classes} classes do not fit a uint8 label map")
-        super().__init__(session, spec)
+        super().__init__(session, spec, options)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0
                     ) -> SemanticMask:

@@ -267,3 +267,23 @@ def test_ray_data_api_reading_bytes_with_actors_on_every_core(model, coco_files,
             for r in t.to_pylist()]
     assert sorted(r["source"] for r in rows) == files
     assert all(_comparable(r) == reference[r["source"]] for r in rows)
+
+
+@needs_ray
+def test_batch_opens_any_task_classifier_rows():
+    """Not only detectors: a classifier's rows carry ``classes`` (as `edgerun predict --json`), and a
+    misspelled option is refused with the closest name."""
+    import numpy as np
+
+    from edgerun.runtime import open_model
+    from edgerun.runtime.batch import BatchDetector
+
+    model = str(shared_file("models", "mobilenetv2_224_imagenet_int8.onnx"))
+    bus = str(shared_file("images", "bus.jpg"))
+    udf = BatchDetector(model, threads=1, top_k=3, score_threshold=0.3, strict=False)
+    rows = udf({"path": np.array([bus], dtype=object)}).to_pylist()
+    want = frame_record(Frame(bus, 0, read_image(bus)), open_model(model, top_k=3).run(read_image(bus)), ())
+    assert rows[0]["error"] is None and len(rows[0]["classes"]) == 3
+    assert [c["class_id"] for c in rows[0]["classes"]] == [c["class_id"] for c in want["classes"]]
+    with pytest.raises(TypeError, match="Did you mean 'top_k'"):
+        BatchDetector(model, threads=1, topk=3)

@@ -64,7 +64,7 @@ def test_bus_tie_is_exact(clf):
 
 def test_batch_equals_single_and_records(clf):
     imgs = [cv2.imread(str(shared_file("images", n))) for n in ("chelsea.png", "coffee.png")]
-    batch = clf.detect_batch(imgs)
+    batch = clf.run_batch(imgs)
     for im, b in zip(imgs, batch):
         np.testing.assert_allclose(b.probabilities, clf.classify(im).probabilities, atol=1e-6)
     rec = batch[1].to_records(("x",) * 1000)
