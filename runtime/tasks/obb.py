@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgerun.kernels import obb
 from edgerun.kernels.preprocess import Geometry
 
 from ..results import Detections
@@ -70,96 +71,24 @@ class ObbDetector(Task):
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0) -> Detections:
         """Raw outputs -> Detections with oriented boxes in source pixels."""
         s = self.spec
-        raw = np.asarray(outputs[0][batch_index], np.float32)
-        if s.head == "end2end":  # rows cx, cy, w, h, score, class, angle; zero padding fails the threshold
-            keep = np.flatnonzero(raw[:, 4] > self.score_threshold)[:self.max_detections]
-            xywhr = raw[keep][:, [0, 1, 2, 3, 6]]
-            scores, classes = raw[keep, 4], raw[keep, 5].astype(np.int64)
+        raw = outputs[0][batch_index:batch_index + 1]
+        if s.head == "end2end":
+            cand = obb.decode_obb_end2end(raw, score_threshold=self.score_threshold,
+                                          max_candidates=self.max_detections)
+            keep = np.arange(len(cand.scores), dtype=np.int64)
         else:
-            keep, xywhr, scores, classes = _decode(raw, s.num_classes, self.score_threshold, self.max_candidates)
-            order = _fast_nms(xywhr, scores, classes, self.iou_threshold, self.class_agnostic)[:self.max_detections]
-            keep, xywhr, scores, classes = keep[order], xywhr[order], scores[order], classes[order]
-        xywhr = _scale(xywhr, geometry)
-        corners = _corners(xywhr)
-        bounds = np.concatenate([corners.min(1), corners.max(1)], 1).astype(np.float32)
-        return Detections(bounds, scores.astype(np.float32), classes, image_shape=(geometry.src_h, geometry.src_w),
-                          data={"xyxyxyxy": corners, "xywhr": xywhr, "anchor_index": keep.astype(np.int64)})
+            cand = obb.decode_obb(raw, num_classes=s.num_classes, score_threshold=self.score_threshold,
+                                  max_candidates=self.max_candidates)
+            keep = obb.obb_nms(cand.xywhr, cand.scores, cand.class_id, iou_threshold=self.iou_threshold,
+                               max_detections=self.max_detections, class_agnostic=self.class_agnostic)
+        xywhr = obb.scale_rboxes(np.ascontiguousarray(cand.xywhr[keep]), geometry)
+        corners = obb.xywhr_to_corners(xywhr)
+        return Detections(obb.corners_to_xyxy(corners), cand.scores[keep].astype(np.float32),
+                          cand.class_id[keep].astype(np.int64), image_shape=(geometry.src_h, geometry.src_w),
+                          data={"xyxyxyxy": corners, "xywhr": xywhr, "anchor_index": cand.index[keep].astype(np.int64)})
 
     def __repr__(self) -> str:
         s = self.spec
         return (f"ObbDetector(head={s.head}, input={s.input_size}, classes={s.num_classes}, "
                 f"score>{self.score_threshold}, iou>{self.iou_threshold})")
 
-
-# -- Ultralytics' rotated post-processing (float32, as its torch code runs on CPU) ----------------------
-MAX_WH = np.float32(7680)  # non_max_suppression's per-class offset
-
-
-def _decode(raw: np.ndarray, nc: int, thr: float, cap: int):
-    """(4+C+1, N) -> anchors with best class score > thr (first max), at most ``cap`` by score:
-    (anchor index, xywhr (K, 5), score, class)."""
-    cls = raw[4:4 + nc]
-    best = cls.max(0)
-    idx = np.flatnonzero(best > np.float32(thr))
-    if len(idx) > cap:
-        idx = idx[np.argsort(-best[idx], kind="stable")[:cap]]
-    xywhr = np.ascontiguousarray(raw[[0, 1, 2, 3, 4 + nc]][:, idx].T)
-    return idx, xywhr, best[idx], cls[:, idx].argmax(0).astype(np.int64)
-
-
-def _covariance(b: np.ndarray):
-    a, bb = b[:, 2] * b[:, 2] / np.float32(12), b[:, 3] * b[:, 3] / np.float32(12)
-    cos, sin = np.cos(b[:, 4]), np.sin(b[:, 4])
-    return a * cos * cos + bb * sin * sin, a * sin * sin + bb * cos * cos, (a - bb) * cos * sin
-
-
-def _probiou(b: np.ndarray) -> np.ndarray:
-    """(N, N) probabilistic IoU of rotated boxes (Gaussian Bhattacharyya distance, Ultralytics' eps)."""
-    eps = np.float32(1e-7)
-    a, bb, c = _covariance(b)
-    x, y = b[:, 0], b[:, 1]
-    dx, dy = x[:, None] - x[None, :], y[:, None] - y[None, :]
-    sa, sb, sc = a[:, None] + a[None, :], bb[:, None] + bb[None, :], c[:, None] + c[None, :]
-    den = sa * sb - sc * sc
-    t1 = (sa * dy * dy + sb * dx * dx) / (den + eps) * np.float32(0.25)
-    t2 = (sc * (-dx) * dy) / (den + eps) * np.float32(0.5)
-    det = np.clip(a * bb - c * c, 0, None)
-    t3 = np.log(den / (np.float32(4) * np.sqrt(det[:, None] * det[None, :]) + eps) + eps) * np.float32(0.5)
-    bd = np.clip(t1 + t2 + t3, eps, np.float32(100))
-    return np.float32(1) - np.sqrt(np.float32(1) - np.exp(-bd) + eps)
-
-
-def _fast_nms(xywhr: np.ndarray, scores: np.ndarray, classes: np.ndarray, thr: float, agnostic: bool) -> np.ndarray:
-    """Fast-NMS: indices (best first) of the boxes no higher-scored box of their class overlaps by > thr."""
-    if not len(scores):
-        return np.zeros(0, np.int64)
-    order = np.argsort(-scores, kind="stable")
-    b = xywhr[order].copy()
-    if not agnostic:
-        b[:, :2] += (classes[order].astype(np.float32) * MAX_WH)[:, None]
-    iou = np.triu(_probiou(b), 1)
-    return order[~(iou > np.float32(thr)).any(0)]
-
-
-def _scale(xywhr: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Tensor -> source pixels as ``scale_boxes(xywh=True)``: centre minus padding, all four over the gain."""
-    from edgerun.kernels.boxes import geometry_values
-
-    _, _, sx, sy, px, py = geometry_values(geometry)
-    out = np.array(xywhr, np.float32, copy=True)
-    out[:, 0] = (out[:, 0] - np.float32(px)) / np.float32(sx)
-    out[:, 1] = (out[:, 1] - np.float32(py)) / np.float32(sy)
-    out[:, 2] /= np.float32(sx)
-    out[:, 3] /= np.float32(sy)
-    return out
-
-
-def _corners(xywhr: np.ndarray) -> np.ndarray:
-    """(N, 4, 2) corners in Ultralytics' ``xywhr2xyxyxyxy`` order."""
-    ctr = xywhr[:, None, :2]
-    cos, sin = np.cos(xywhr[:, 4]), np.sin(xywhr[:, 4])
-    half_w, half_h = xywhr[:, 2] / 2, xywhr[:, 3] / 2
-    v1 = np.stack([half_w * cos, half_w * sin], -1)[:, None]
-    v2 = np.stack([-half_h * sin, half_h * cos], -1)[:, None]
-    signs = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], np.float32)[None]  # (v1, v2) per corner
-    return (ctr + signs[..., :1] * v1 + signs[..., 1:] * v2).astype(np.float32)
