@@ -29,7 +29,7 @@ from edgerun.kernels.preprocess import Geometry
 from ..results import Detections
 from ..session import ModelError, Session
 from ..spec import ModelSpec
-from .base import Task
+from .detector import Detector
 from .options import ObbOptions
 
 __all__ = ["ObbDetector", "OBB_HEADS"]
@@ -37,7 +37,7 @@ __all__ = ["ObbDetector", "OBB_HEADS"]
 OBB_HEADS = ("obb", "end2end")
 
 
-class ObbDetector(Task):
+class ObbDetector(Detector):
     """Oriented-box detector. ``ObbDetector.from_path(path, score_threshold=0.25, iou_threshold=0.7,
     max_detections=300, class_agnostic=False, max_candidates=30000, **model_options)`` (``ObbOptions`` /
     ``ModelOptions``); ``run(image)`` -> ``Detections`` with ``data["xyxyxyxy"]`` and ``data["xywhr"]``.
@@ -45,10 +45,13 @@ class ObbDetector(Task):
 
     Options = ObbOptions
     TASK = "obb"
+    HEADS = OBB_HEADS
 
-    def __init__(self, session: Session, spec: ModelSpec, options: ObbOptions | None = None):
+    @staticmethod
+    def check_outputs(session: Session, spec: ModelSpec) -> None:
+        """(1, 4+C+1, N) for head "obb", (1, K, 7) for "end2end"."""
         shape = session.outputs[0].shape if session.outputs else ()
-        if spec.head not in OBB_HEADS or len(shape) != 3:
+        if len(shape) != 3:
             raise ModelError(f"{session.path}: an OBB model needs head 'obb' (1, 4+C+1, N) or 'end2end' (1, K, 7); "
                              f"got head={spec.head!r}, outputs {[o.shape for o in session.outputs]}")
         rows, cols = shape[1], shape[2]
@@ -58,15 +61,6 @@ class ObbDetector(Task):
         if spec.head == "end2end" and isinstance(cols, int) and cols != 7:
             raise ModelError(f"{session.path}: end2end OBB output columns {cols} != 7 (cx, cy, w, h, score, "
                              "class, angle)")
-        super().__init__(session, spec, options)
-        o = self.options
-        self.score_threshold, self.iou_threshold = o.score_threshold, o.iou_threshold
-        self.max_detections, self.max_candidates = o.max_detections, o.max_candidates
-        self.class_agnostic = o.class_agnostic
-
-    def detect(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
-        """Oriented boxes of one frame (``run``)."""
-        return self.run(image, pixel_format)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, batch_index: int = 0) -> Detections:
         """Raw outputs -> Detections with oriented boxes in source pixels."""
