@@ -106,19 +106,6 @@ def warmup_tasks() -> int:
     decode_yunet(lv, lv, [np.zeros((1, n, 4), np.float32) for n in (16, 4, 1)],
                  [np.zeros((1, n, 10), np.float32) for n in (16, 4, 1)], input_hw=(32, 32))
     pad_chw(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 32, 32), np.float32))
-    return 10 + _warmup_obb(geo)
+    from .warmup import warmup_obb  # the oriented-box kernels (kernels/obb.py)
 
-
-def _warmup_obb(geo) -> int:
-    """ObbDetector's kernels: raw (float32/float16) and end2end decode, rotated NMS, mapping, corners."""
-    from edgerun.kernels import obb
-
-    for dtype in (np.float32, np.float16):
-        obb.decode_obb(np.zeros((1, 7, 8), dtype), num_classes=2)
-        obb.decode_obb_end2end(np.zeros((1, 4, 7), dtype))
-    boxes = np.array([[4, 4, 4, 2, 0.3], [5, 4, 4, 2, 0.2]], np.float32)
-    for agnostic in (False, True):
-        obb.obb_nms(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64), class_agnostic=agnostic)
-    corners = obb.xywhr_to_corners(obb.scale_rboxes(boxes, geo))
-    obb.corners_to_xyxy(corners)
-    return 9
+    return 10 + warmup_obb()

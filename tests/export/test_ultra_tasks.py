@@ -136,6 +136,23 @@ def test_tracker_follows_obb_results(ultra_zoo):
     assert (last.data["xyxyxyxy"] == first.data["xyxyxyxy"]).all()
 
 
+def test_annotate_draws_rotated_boxes(ultra_zoo):
+    """``annotate`` (``--save``, ``--view``) outlines OBB results along their corners, not their bounds."""
+    import numpy as np
+
+    from edgerun.runtime import open_model
+    from edgerun.runtime.tasks.dispatch import annotate
+
+    model = open_model(str(ultra_zoo.export("yolo11n-obb")))
+    image = cv2.imread(str(_photos("obb")[0]))
+    r = model.run(image)
+    canvas = annotate(np.zeros_like(image), r, model.spec.names)
+    pts = np.rint(r.data["xyxyxyxy"]).astype(int).reshape(-1, 2)
+    h, w = image.shape[:2]
+    inside = pts[(pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)]
+    assert len(inside) >= 4 and (canvas[inside[:, 1], inside[:, 0]].max(1) > 0).all()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _print_table():
     yield
