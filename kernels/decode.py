@@ -55,14 +55,14 @@ _NO_TABLE = np.zeros(1, np.float32)
 
 # ---------------------------------------------------------------- compiled helpers
 @inner
-def _ok(s, thr) -> bool:
+def score_ok(s, thr) -> bool:
     return s > thr and s < _INF  # False for NaN
 
 
 @inner
-def _class_max_rows(x, table, half, nc, best):
+def class_max_rows(x, table, half, nc, best):
     """Per-anchor max over class rows 4..4+nc of a (4+C, N) head, row by row (vectorises; NaN ignored
-    here, ``_rescan`` catches it for the few anchors above the threshold)."""
+    here, ``rescan_classes`` catches it for the few anchors above the threshold)."""
     best[:] = -_INF
     for c in range(nc):
         r = 4 + c
@@ -73,7 +73,7 @@ def _class_max_rows(x, table, half, nc, best):
 
 
 @inner
-def _rescan(x, table, half, idx, nc):
+def rescan_classes(x, table, half, idx, nc):
     """For anchors ``idx`` of a (4+C, N) head: first argmax class and score; NaN anywhere -> score NaN."""
     sc, cl = np.empty(idx.shape[0], np.float32), np.empty(idx.shape[0], np.int32)
     for t in range(idx.shape[0]):
@@ -118,7 +118,7 @@ def _score_rows(x, table, half, rows, nc, thr):
                 best, arg = v, c
                 if v != v:
                     break
-        if _ok(best, thr):
+        if score_ok(best, thr):
             idx[k], sc[k], cl[k] = j, best, arg
             k += 1
     return idx[:k], sc[:k], cl[:k]
@@ -174,14 +174,14 @@ def _finish(bx, sc, cl, ix, cap):
 def _decode_v8(x, table, half, nc, thr, cap):
     n = x.shape[1]
     best = np.empty(n, np.float32)
-    _class_max_rows(x, table, half, nc, best)
+    class_max_rows(x, table, half, nc, best)
     idx = np.empty(n, np.int32)
     k = 0
     for j in range(n):
-        if _ok(best[j], thr):
+        if score_ok(best[j], thr):
             idx[k] = j
             k += 1
-    sc, cl = _rescan(x, table, half, idx[:k], nc)
+    sc, cl = rescan_classes(x, table, half, idx[:k], nc)
     keep = np.empty(k, np.int64)
     m = 0
     for t in range(k):
@@ -239,7 +239,7 @@ def _decode_e2e(x, table, half, thr, cap):
     for j in range(n):
         s = table[np.intp(x[j, 4])] if half else np.float32(x[j, 4])
         c = table[np.intp(x[j, 5])] if half else np.float32(x[j, 5])
-        if _ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
+        if score_ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
             idx[k], sc[k], cl[k] = j, s, np.int32(c)
             k += 1
     bx = _gather4(x, table, half, idx[:k], False)
@@ -284,7 +284,8 @@ def _yolox_grid(strides, input_hw, n: int, shape) -> tuple[np.ndarray, int, int]
     return np.asarray(st, np.int64), in_h, in_w
 
 
-def _split(x: np.ndarray) -> tuple:
+def half_split(x: np.ndarray) -> tuple:
+    """(x, table, half) as the kernels take them: float16 is passed as its uint16 bits plus the table."""
     if x.dtype == np.float16:
         return x.view(np.uint16), _f16_table(), True
     return x, _NO_TABLE, False
@@ -309,13 +310,13 @@ def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_
             raise EdgerunValueError(f"output: expected (1, 4+C+E, N) with channels first for head 'yolov8', "
                                     f"got {output.shape}; transpose it, or pass num_classes if it is right")
         nc = _num_classes(num_classes, rows - 4, head, output.shape)
-        return Candidates(*_decode_v8(*_split(x), nc, thr, cap))
+        return Candidates(*_decode_v8(*half_split(x), nc, thr, cap))
     if head == "end2end":
         if cols < 6:
             raise EdgerunValueError(f"output: expected (1, K, 6) for head 'end2end', got {output.shape}")
-        return Candidates(*_decode_e2e(*_split(x), thr, cap))
+        return Candidates(*_decode_e2e(*half_split(x), thr, cap))
     nc = _num_classes(num_classes, cols - 5, head, output.shape)
     if head == "yolov5":
-        return Candidates(*_decode_v5(*_split(x), nc, thr, cap))
+        return Candidates(*_decode_v5(*half_split(x), nc, thr, cap))
     grid = _yolox_grid(strides, input_hw, rows, output.shape)
-    return Candidates(*_decode_yolox(*_split(x), nc, thr, cap, *grid))
+    return Candidates(*_decode_yolox(*half_split(x), nc, thr, cap, *grid))

@@ -30,6 +30,11 @@ SCHEMA_VERSION = 1
 
 TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb", "depth")
 HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet", "depth")
+# heads each task can read, the first being the one a ``task=`` override implies when the model's own
+# head is not among them (e.g. a detector's metadata opened with task="pose")
+TASK_HEADS = {"detect": ("yolov8", "yolov5", "yolox", "end2end"), "segment": ("yolov8", "end2end"),
+              "pose": ("yolov8", "end2end"), "obb": ("obb", "end2end"), "classify": ("classify",),
+              "semantic": ("semantic",), "face": ("yunet",), "depth": ("depth",)}
 # Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
 ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
@@ -195,10 +200,13 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
     if str(meta.get("end2end", "")).lower() == "true" or nms_in_graph:  # Ultralytics' AutoBackend rule
         out["end2end"] = True
         out["head"] = "end2end"
-    elif task == "obb":
-        out["head"] = "obb"
-    elif "end2end" in meta or "args" in meta:
-        out["end2end"] = False
+    else:
+        if "end2end" in meta or "args" in meta:
+            out["end2end"] = False
+        if task == "obb":
+            out["head"] = "obb"
+        elif task in ("detect", "segment", "pose") and meta.get("head", "Detect") != "RTDETRDecoder":
+            out["head"] = "yolov8"  # Ultralytics' raw one-to-many head (1, 4 + C + extra, N)
     if out:  # what the exporter said, for ``edgerun info``
         out["source"] = {"framework": "ultralytics", "version": meta.get("version", "")}
         if "head" in meta:
@@ -213,7 +221,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     """Build the ModelSpec of a model from its metadata and graph, then apply caller overrides.
 
     ``inputs``/``outputs`` are sequences of objects with ``name``, ``shape`` (ints or None) and
-    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``.
+    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``. A
+    ``task`` override keeps the model's head when the task can read it (``TASK_HEADS``), else implies
+    the task's own head.
     """
     overrides = dict(overrides or {})
     fields, known = spec_from_metadata(metadata)
@@ -226,6 +236,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     guessed = sorted(k for k in graph if k not in known)
     merged = {**graph, **fields, "guessed": tuple(guessed)}
     valid = {f.name for f in dataclasses.fields(ModelSpec)}
+    task, readable = overrides.get("task"), TASK_HEADS.get(overrides.get("task"), ())
+    if task and "head" not in overrides and merged.get("head") not in readable and task != "detect" and readable:
+        return resolve_spec(metadata, inputs, outputs, {**overrides, "head": readable[0]})
     spec = ModelSpec(**{k: v for k, v in merged.items() if k in valid})
     if guessed:
         log.info("edgerun: inferred from the graph (no metadata): %s", ", ".join(guessed))

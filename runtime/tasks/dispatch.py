@@ -19,30 +19,25 @@ from .classifier import Classifier
 from .depth import DepthEstimator
 from .detector import Detector
 from .face import FaceDetector
+from .obb import ObbDetector
 from .pose import COCO_SKELETON, PoseDetector
 from ..results import Classifications, DepthMap, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
 from ..spec import TASKS
-from .base import Task, load
+from .base import Task
 from .options import split_keywords
 
 __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES", "all_option_names"]
 
 # spec task -> the class serving it (each class's TASK); a new task adds its class here
 TASK_CLASSES: dict[str, type[Task]] = {cls.TASK: cls for cls in (
-    Detector, PoseDetector, Segmenter, Classifier, FaceDetector, SemanticSegmenter, DepthEstimator)}
-# the head a task override implies when the model's spec names one the task cannot read (_TASK_READS)
-_TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
-               "semantic": "semantic", "obb": "obb", "depth": "depth"}
-_TASK_READS = {"classify": ("classify",), "detect": (), "pose": ("yolov8", "end2end"),
-               "segment": ("yolov8", "end2end"), "face": ("yunet",), "semantic": ("semantic",),
-               "obb": ("obb", "end2end"), "depth": ("depth",)}
+    Detector, PoseDetector, Segmenter, ObbDetector, Classifier, FaceDetector, SemanticSegmenter, DepthEstimator)}
 
 
 def open_model(path: str, task: str | None = None, *, strict: bool = True, **kwargs: Any) -> Task:
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
-    Segmenter, Classifier, FaceDetector, SemanticSegmenter or DepthEstimator (``Task.open``). Keywords as
+    Segmenter, ObbDetector, Classifier, FaceDetector, SemanticSegmenter or DepthEstimator (``Task.open``). Keywords as
     ``from_path``: any task's option names, session names and ModelSpec fields; an unknown name raises
     ``TypeError`` naming the closest one. Options of another task raise ``EdgerunValueError``, or are
     dropped when ``strict=False`` (the CLI passes its thresholds to every task)."""
@@ -52,11 +47,8 @@ def open_model(path: str, task: str | None = None, *, strict: bool = True, **kwa
         raise EdgerunValueError(f"task: expected one of {supported}, got {task!r}{extra}")
     options, model = split_keywords("open_model", kwargs, all_option_names())
     if task is not None:
+        # the head stays the model's when the task reads it, else the task's own (spec.TASK_HEADS)
         model = model.replace(**{"task": task, **model.overrides})
-        if _TASK_HEADS[task] and "head" not in model.overrides:  # keep a head the task reads (end2end...)
-            _, spec = load(path, model)
-            if spec.head not in _TASK_READS[task]:
-                model = model.replace(head=_TASK_HEADS[task])
     return Task.open(path, options, model, strict=strict)
 
 
@@ -66,7 +58,8 @@ def all_option_names() -> tuple[str, ...]:
 
 
 def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarray:
-    """Draw any task's result on a BGR image in place: boxes, masks, keypoints, landmarks, top-k."""
+    """Draw any task's result on a BGR image in place: boxes (rotated ones as polygons), masks, keypoints,
+    landmarks, top-k."""
     from edgerun.kernels import annotate as ann
     from edgerun.kernels.draw import draw_boxes
 
@@ -80,7 +73,11 @@ def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarr
         return ann.draw_text_lines(image, lines)
     if result.mask is not None:
         ann.draw_masks(image, result.mask, result.class_id)
-    draw_boxes(image, result.xyxy, result.class_id, result.confidence, names=names)
+    if "xyxyxyxy" in result.data:  # oriented boxes: their outline, not the axis-aligned bounds
+        from edgerun.kernels.draw import draw_obb
+        draw_obb(image, result.data["xyxyxyxy"], result.class_id, result.confidence, names=names)
+    else:
+        draw_boxes(image, result.xyxy, result.class_id, result.confidence, names=names)
     if "keypoints" in result.data:
         k = result.data["keypoints"]
         skeleton = COCO_SKELETON if k.shape[1] == 17 else ()
@@ -119,4 +116,6 @@ def warmup_tasks() -> int:
     for align in (False, True):  # semantic logits (False), depth (True)
         resize_bilinear(maps, (6, 6), align_corners=align)
     bilinear_argmax(maps, (6, 6))
-    return 14
+    from .warmup import warmup_obb  # the oriented-box kernels (kernels/obb.py)
+
+    return 14 + warmup_obb()

@@ -21,7 +21,7 @@ from edgerun.kernels import checks
 
 from ..spec import ModelSpec
 
-__all__ = ["TaskOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "FaceOptions",
+__all__ = ["TaskOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "ObbOptions", "FaceOptions",
            "ClassifierOptions", "SemanticOptions", "DepthOptions", "ModelOptions", "SPEC_FIELDS", "unknown_keyword",
            "split_keywords", "task_options"]
 
@@ -92,6 +92,11 @@ class DetectorOptions(TaskOptions):
 @task_options
 class PoseOptions(DetectorOptions):
     """As DetectorOptions (keypoints come with the kept boxes)."""
+
+
+@task_options
+class ObbOptions(DetectorOptions):
+    """As DetectorOptions; NMS is class-offset probiou Fast-NMS on the rotated boxes (raw heads only)."""
 
 
 @task_options

@@ -25,15 +25,30 @@ pytest.importorskip("ultralytics", reason="needs the ultralytics extra (CI's exp
 
 MODELS = ("yolov8n", "yolov8n-seg", "yolo11n-pose", "yolo11n-obb", "yolo26n", "yolo26n-seg", "yolo26n-pose",
           "yolo26n-obb")
-# (square, wide) photos per task; OBB models look at aerial tiles
+# photos per task: tall bus.jpg and wide zidane.jpg; OBB models look at the square aerial tile and a wide
+# (1024x576) centre crop of the other one, written by the ``wide_aerial`` fixture
 PHOTOS = {"obb": (("images-aerial", "aerial_courts_640.jpg"), ("images-aerial", "aerial_railyard_1024.png")),
           None: (("images", "bus.jpg"), ("images", "zidane.jpg"))}
+WIDE_AERIAL: list = []
 MIN_OBJECTS = 2
 TABLE: list[dict] = []  # figures of every case, printed at the end of the module (the issue's table)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def wide_aerial(tmp_path_factory):
+    """A wide aerial photo: the railyard tile's centre 1024x576 (rect letterboxing differs from square)."""
+    src = cv2.imread(str(shared_file(*PHOTOS["obb"][1])))
+    h = src.shape[0]
+    path = tmp_path_factory.mktemp("aerial") / "aerial_railyard_wide.png"
+    cv2.imwrite(str(path), src[(h - 576) // 2:(h - 576) // 2 + 576, :1024])
+    WIDE_AERIAL[:] = [path]
+    return path
+
+
 def _photos(task: str):
-    return [shared_file(*p) for p in PHOTOS.get(task, PHOTOS[None])]
+    if task == "obb":
+        return [shared_file(*PHOTOS["obb"][0]), *WIDE_AERIAL]
+    return [shared_file(*p) for p in PHOTOS[None]]
 
 
 def _check(path, task, what):
@@ -102,6 +117,40 @@ def test_cli_json_matches_ultralytics(ultra_zoo, name, nms):
         assert_same(f, min_objects=MIN_OBJECTS, what=f"cli {name} {mode_name(nms)} {photo.name}")
         if task == "obb":
             assert ours.corners is not None and ours.corners.shape == (len(ours), 4, 2)
+
+
+def test_tracker_follows_obb_results(ultra_zoo):
+    """The tracker takes OBB results: it tracks by their bounds and keeps the corners and angles."""
+    from edgerun.runtime import ByteTracker, open_model
+
+    model = open_model(str(ultra_zoo.export("yolo11n-obb")))
+    image = cv2.imread(str(_photos("obb")[1]))
+    tracker = ByteTracker(high_threshold=0.3, new_track_threshold=0.3)
+    first = model.run(image)
+    assert len(first) >= MIN_OBJECTS
+    tracked = [tracker.update(model.run(image)) for _ in range(3)]
+    last = tracked[-1]
+    assert (last.tracker_id >= 1).sum() >= MIN_OBJECTS
+    assert set(last.tracker_id[last.tracker_id >= 1]) <= set(tracked[0].tracker_id[tracked[0].tracker_id >= 1])
+    assert last.data["xyxyxyxy"].shape == (len(last), 4, 2) and last.data["xywhr"].shape == (len(last), 5)
+    assert (last.data["xyxyxyxy"] == first.data["xyxyxyxy"]).all()
+
+
+def test_annotate_draws_rotated_boxes(ultra_zoo):
+    """``annotate`` (``--save``, ``--view``) outlines OBB results along their corners, not their bounds."""
+    import numpy as np
+
+    from edgerun.runtime import open_model
+    from edgerun.runtime.tasks.dispatch import annotate
+
+    model = open_model(str(ultra_zoo.export("yolo11n-obb")))
+    image = cv2.imread(str(_photos("obb")[0]))
+    r = model.run(image)
+    canvas = annotate(np.zeros_like(image), r, model.spec.names)
+    pts = np.rint(r.data["xyxyxyxy"]).astype(int).reshape(-1, 2)
+    h, w = image.shape[:2]
+    inside = pts[(pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)]
+    assert len(inside) >= 4 and (canvas[inside[:, 1], inside[:, 0]].max(1) > 0).all()
 
 
 @pytest.fixture(scope="module", autouse=True)

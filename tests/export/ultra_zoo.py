@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import iou_matrix, shared_dir
+from helpers import iou_matrix, match, shared_dir
 
 __all__ = ["ZooEntry", "Zoo", "ENTRIES", "register", "MODES", "Objects", "ultra_predict", "objects_of",
            "compare", "seed_from_onnx", "seed_from_checkpoint", "raise_class_biases", "IMGSZ"]
@@ -419,17 +419,8 @@ def compare(ref: Objects, ours: Objects, iou_min: float = 0.95, *, masks: bool =
     returns them: clipped to the image), ``max_kpt_conf_diff``, ``min_mask_iou`` (``masks=False``: not
     compared, e.g. for ``--json`` records, which carry no masks)."""
     iou = _match_iou(ours.xyxy, ref.xyxy)
-    iou = np.where(ours.cls[:, None] == ref.cls[None, :], iou, 0.0) if iou.size else iou
-    pairs, used_o, used_r = [], set(), set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        i, j = np.unravel_index(flat, iou.shape)
-        if iou[i, j] < iou_min:
-            break
-        if i in used_o or j in used_r:
-            continue
-        pairs.append((int(i), int(j)))
-        used_o.add(i)
-        used_r.add(j)
+    pairs, _, _ = match(ours.xyxy, ours.conf, ours.cls, ref.xyxy, ref.conf, ref.cls, iou_min, iou=iou)
+    pairs = [(i, j) for i, j, _ in pairs]
     f: dict[str, Any] = {"ref": len(ref), "ours": len(ours), "matched": len(pairs), "max_iou_deficit": 0.0,
                          "max_conf_diff": 0.0}
     for i, j in pairs:
