@@ -222,7 +222,8 @@ def test_cli_export(tmp_path, capsys):
 
 
 def test_no_torch_import():
-    code = ("import sys; from edgerun.runtime.cli import _parser; _parser(); import edgerun.export.finish; "
+    code = ("import sys; from edgerun.runtime.cli.args import build_parser; build_parser(); "
+            "import edgerun.export.finish; "
             "import edgerun.export.cli; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
