@@ -184,9 +184,10 @@ def run_blocks(fns: dict[str, Callable[[], Any]], *, rounds: int, iterations: in
             time.sleep(pause)
     for v in out.values():
         v["best_median_ms"] = min(v["block_median_ms"])
-    best_bare = min(v["best_median_ms"] for k, v in out.items() if k.startswith("bare"))
+    best_bare = min((v["best_median_ms"] for k, v in out.items() if k.startswith("bare")), default=None)
     for v in out.values():
-        v["ratio_to_best_bare"] = round(v["best_median_ms"] / best_bare, 4)
+        if best_bare:  # other callers (bench_runtimes) name their rows otherwise and take their own ratio
+            v["ratio_to_best_bare"] = round(v["best_median_ms"] / best_bare, 4)
     return out
 
 

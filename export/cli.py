@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "out to verify on when --verify-images is not given); for a checkpoint without --int8: "
                    "images to verify on")
     p.add_argument("--calib-max", type=int, default=32, help="calibrate on at most this many images (default 32)")
+    p.add_argument("--float-nodes", choices=("fixed", "search"), default="fixed", help="--int8: which nodes stay "
+                   "float: 'fixed' (stem, decode tail, last head convs) or 'search' (measured: the fastest set "
+                   "of those groups that passes the gate; about 10 s per trial, at most --search-trials)")
+    p.add_argument("--search-trials", type=int, default=10, help="--float-nodes search: calibrations at most")
     p.add_argument("--verify-images", metavar="DIR", help="images for the verification gate; giving them asks "
                    "for a gate: nothing found on them is a failure (default: held-out --calib images for "
                    "--int8, else generated scenes for ONNX sources; 'not verified' when nothing is found)")
@@ -112,7 +116,7 @@ def run_export(args: argparse.Namespace) -> int:
         report = finish_onnx(args.source, args.output, precision=_precision(args), calib=args.calib,
                              calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
                              force=args.force, min_f1=args.min_f1, threads=args.threads, progress=progress,
-                             val=args.val)
+                             val=args.val, float_nodes=args.float_nodes, search_trials=args.search_trials)
     finally:
         progress.close()
         gate_progress.close()

@@ -24,6 +24,7 @@ __all__ = ["finish_onnx", "ExportError", "MIN_F1", "split_calibration", "umask_m
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_F1 = {"fp32": 0.99, "fp16": 0.99, "int8": 0.9}
+FLOAT_NODES = ("fixed", "search")
 log = logging.getLogger("edgerun")
 
 
@@ -32,7 +33,8 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
                 force: bool = False, min_f1: float | None = None, calib_max: int = 32,
                 exclude_head: bool = True, threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None, require_verified: bool | None = None,
-                val: str | None = None, **spec_overrides: Any) -> dict[str, Any]:
+                val: str | None = None, float_nodes: str | Sequence[str] = "fixed", qdq: dict[str, Any] | None = None,
+                search_trials: int = 10, **spec_overrides: Any) -> dict[str, Any]:
     """Convert/annotate ``src`` (ONNX detector) into ``out`` and verify it; returns the report.
 
     ``precision``: "fp32" (metadata only), "fp16" (fp16 weights/compute, float32 I/O) or "int8"
@@ -45,6 +47,11 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     (``require_verified``; default: ``verify_images`` or ``min_f1`` given) and not ``force``.
     ``val``: a YOLO-labelled image folder; the report gets COCO mAP50-95/mAP50 of source and result
     (``export.val``, faster-coco-eval or pycocotools), computed once the gate passed.
+    ``float_nodes`` (int8): "fixed" keeps the stem block, decode tail and last head convs float; "search"
+    measures which of those groups must stay float and keeps the fastest set that passes the gate
+    (``export.int8search``, at most ``search_trials`` calibrations; the report's ``int8_search``); a list:
+    exactly these node names (e.g. an earlier search's ``int8_search["float_nodes"]``).
+    ``qdq`` (int8): ``quant.to_int8`` options (per_channel, activation "u8"/"s8", reduce_range).
     ``imgsz``/``spec_overrides``: ModelSpec fields for models whose metadata is missing or wrong.
     Raises ``ExportError`` when box agreement F1 (IoU >= 0.9, same class) is below ``min_f1``
     (default ``MIN_F1[precision]``) unless ``force``; ``ModelError`` for unusable source files.
@@ -54,6 +61,8 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
         raise ExportError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if isinstance(float_nodes, str) and float_nodes not in FLOAT_NODES:
+        raise ExportError(f"float_nodes: expected one of {FLOAT_NODES}, got {float_nodes!r}")
     gate_asked = (verify_images is not None or min_f1 is not None) if require_verified is None \
         else bool(require_verified)
     calib_files, held_out = _calib_files(precision, calib, calib_max, holdout=verify_images is None)
@@ -66,9 +75,15 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     ref = Detector.from_path(str(src), threads=threads, **spec_overrides)  # checks the file first
     staged = _stage_path(out)
     try:
-        notes = _build(str(src), staged, ref, precision, calib_files, exclude_head, progress)
+        search = None
+        if precision == "int8" and not isinstance(float_nodes, str):
+            search = {"float_nodes": [str(n) for n in float_nodes]}
+        elif precision == "int8" and exclude_head and float_nodes == "search":
+            search = {"images": images, "min_f1": MIN_F1[precision] if min_f1 is None else float(min_f1),
+                      "threads": threads, "max_trials": search_trials}
+        notes = _build(str(src), staged, ref, precision, calib_files, exclude_head, progress, search, qdq)
         report = _check(ref, staged, images, threads, precision, min_f1)
-        report.update(notes, source=os.path.abspath(src), path=os.path.abspath(out), precision=precision,
+        report.update(notes, float_nodes_given=not isinstance(float_nodes, str), source=os.path.abspath(src), path=os.path.abspath(out), precision=precision,
                       bytes=os.path.getsize(staged), source_bytes=os.path.getsize(src),
                       seconds=round(time.perf_counter() - t0, 2), verify_from=verify_from,
                       verify_files=[f for f, _ in images if os.path.isfile(f)])
@@ -170,7 +185,8 @@ def _stage_path(out: str) -> str:
 
 
 def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], exclude_head: bool,
-           progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+           progress: Callable[[int, int], None] | None, search: dict[str, Any] | None = None,
+           qdq: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the converted model with edgerun metadata to ``staged``; returns what was done."""
     import onnx
 
@@ -183,15 +199,40 @@ def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], e
     if precision == "fp16":
         model = quant.to_fp16(model)
     elif precision == "int8":
-        if exclude_head:
+        if search is not None and "float_nodes" in search:
+            notes["excluded_nodes"] = search["float_nodes"]
+        elif search is not None:
+            notes["int8_search"] = _search(model, ref, calib_files, search, qdq)
+            notes["excluded_nodes"] = notes["int8_search"]["float_nodes"]
+        elif exclude_head:
             tail = quant.head_tail_nodes(model)
             notes["excluded_nodes"] = quant.stem_nodes(model) + tail + quant.head_output_layers(model, tail)
-        model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress)
+        model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress, qdq)
         notes.update(calib_images=feed.used, calib_skipped=len(feed.skipped), calib_files=list(calib_files))
     _set_metadata(model, ref.spec)
     onnx.save(model, staged)
     notes["guessed_written"] = list(ref.spec.guessed)
     return notes
+
+
+def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dict[str, Any] | None
+            ) -> dict[str, Any]:
+    """``int8search.search_float_nodes`` on the slimmed fp32 ``model`` (written to a temporary file)."""
+    import onnx
+
+    from edgerun.runtime.sources import read_image
+
+    from .int8search import search_float_nodes
+
+    def feed() -> quant.ImageFeed:
+        return quant.ImageFeed(calib_files, read_image, lambda im: ref.preprocess(im)[0], ref.spec.input_name)
+
+    with tempfile.TemporaryDirectory(prefix="edgerun-int8-") as tmp:
+        fp32 = os.path.join(tmp, "fp32.onnx")
+        onnx.save(model, fp32)
+        return search_float_nodes(fp32, ref, feed, search["images"], min_f1=search["min_f1"],
+                                  max_trials=search["max_trials"], threads=search["threads"], qdq=qdq,
+                                  log=log.info)
 
 
 def _maybe_slim(model):
@@ -202,7 +243,8 @@ def _maybe_slim(model):
     return onnxslim.slim(model), True
 
 
-def _quantize(model, ref, calib_files: list[str], exclude: list[str], progress) -> Any:
+def _quantize(model, ref, calib_files: list[str], exclude: list[str], progress, qdq: dict[str, Any] | None = None
+              ) -> Any:
     import onnx
 
     from edgerun.runtime.sources import read_image
@@ -212,7 +254,7 @@ def _quantize(model, ref, calib_files: list[str], exclude: list[str], progress) 
     with tempfile.TemporaryDirectory(prefix="edgerun-int8-") as tmp:
         fp32, q = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, fp32)
-        quant.to_int8(fp32, q, feed, exclude)
+        quant.to_int8(fp32, q, feed, exclude, **(qdq or {}))
         if feed.used == 0:
             raise ExportError(f"--calib: none of the {len(calib_files)} calibration images could be read "
                               f"(e.g. {feed.skipped[0]})")
@@ -268,8 +310,11 @@ def _table(r: dict[str, Any]) -> str:
             ("metadata", "round-trips" if r["spec_roundtrip"] else "DIFFERS")]
     if r["precision"] == "int8":
         skipped = f" ({r['calib_skipped']} unreadable skipped)" if r["calib_skipped"] else ""
+        how = (f"searched: {', '.join(r['int8_search']['chosen']['groups']) or 'none'}, "
+               f"{len(r['int8_search']['trials'])} trials" if r.get("int8_search")
+               else "given list" if r.get("float_nodes_given") else "stem block, decode tail, last head convs")
         rows.append(("int8", f"{r['calib_images']} calibration images{skipped}, {len(r['excluded_nodes'])} "
-                             "nodes kept float (stem block, decode tail, last head convs)"))
+                             f"nodes kept float ({how})"))
     if r.get("val"):
         v, n = r["val"], r["val"]["images"]
         rows.append(("mAP50-95 / mAP50", f"source {v['source']['map50_95']:.3f} / {v['source']['map50']:.3f}, "

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .torch_export import ExportError
 from .verify import image_files
 
-__all__ = ["label_path", "coco_map"]
+__all__ = ["label_path", "coco_map", "coco_map_fns"]
 
 MISSING = ('--val needs a COCO evaluator: pip install faster-coco-eval (or pycocotools); both come with '
            'pip install -e ".[export]"')
@@ -73,8 +73,18 @@ def _ground_truth(files: list[str], sizes: list[tuple[int, int]]) -> tuple[dict,
 def coco_map(models: dict[str, str], folder: str, *, threads: int | None = None,
              spec_overrides: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """``{name: {"map50_95", "map50"}}`` for each ONNX file in ``models`` on the labelled ``folder``."""
-    from edgerun.runtime.sources import read_image
     from edgerun.runtime.tasks.detector import Detector
+
+    dets = {name: Detector.from_path(path, score_threshold=0.001, iou_threshold=0.7, threads=threads,
+                                     **(spec_overrides or {})).detect for name, path in models.items()}
+    return coco_map_fns(dets, folder)
+
+
+def coco_map_fns(detectors: dict[str, Callable[[np.ndarray], Any]], folder: str) -> dict[str, dict[str, float]]:
+    """``coco_map`` for callables (BGR image -> ``Detections``-like with xyxy, confidence, class_id),
+    e.g. another runtime's raw outputs through edgerun's pre/post-processing. Run them at COCO-style
+    settings (score threshold 0.001, NMS IoU 0.7, 300 per image) for numbers comparable with ``coco_map``."""
+    from edgerun.runtime.sources import read_image
 
     COCO, COCOeval = _evaluator()
     files = _images(folder)
@@ -84,13 +94,12 @@ def coco_map(models: dict[str, str], folder: str, *, threads: int | None = None,
         raise ExportError(f"--val: no YOLO label files for the images in {folder!r} (expected e.g. "
                           f"{label_path(files[0])})")
     results = {}
-    for name, path in models.items():
-        det = Detector.from_path(path, score_threshold=0.001, iou_threshold=0.7, threads=threads,
-                                 **(spec_overrides or {}))
+    for name, detect in detectors.items():
         dets = []
         for image_id, im in enumerate(frames):
-            d = det.detect(im)
-            for (x1, y1, x2, y2), s, c in zip(d.xyxy.tolist(), d.confidence.tolist(), d.class_id.tolist()):
+            d = detect(im)
+            for (x1, y1, x2, y2), s, c in zip(np.asarray(d.xyxy).tolist(), np.asarray(d.confidence).tolist(),
+                                              np.asarray(d.class_id).tolist()):
                 dets.append({"image_id": image_id, "category_id": int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
                              "score": float(s)})
         results[name] = _evaluate(COCO, COCOeval, gt_dict, dets)

@@ -19,8 +19,8 @@ import numpy as np
 
 from .metrics import box_iou
 
-__all__ = ["Agreement", "compare_detectors", "image_files", "default_scenes", "format_table", "nms_borderline",
-           "NMS_MARGIN"]
+__all__ = ["Agreement", "add_agreement", "compare_detectors", "image_files", "default_scenes", "format_table",
+           "nms_borderline", "NMS_MARGIN"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # fp16 moved the pairwise IoU that NMS thresholds on by at most 0.0104 (p99 0.0042; YOLOv8s fall checkpoint
@@ -79,15 +79,24 @@ def compare_detectors(ref, new, images: Sequence[tuple[str, np.ndarray]], *, iou
         r_out = [o.copy() for o in ref.infer(tensor)]
         n_out = [o.copy() for o in new.infer(tensor)]
         _raw_errors(agg, r_out, n_out)
-        a, b = ref.postprocess(r_out, geo), new.postprocess(n_out, geo)
-        m, border, n_ref, n_new = _agree(a, b, iou_min, ref.score_threshold + score_margin,
-                                         ref.iou_threshold - nms_margin)
-        agg.images += 1
-        agg.matched += m
-        agg.borderline += border
-        agg.ref_boxes += n_ref
-        agg.new_boxes += n_new
-        agg.per_image.append((name, image.shape[:2], n_ref, n_new, m))
+        add_agreement(agg, name, image.shape[:2], ref.postprocess(r_out, geo), new.postprocess(n_out, geo),
+                      iou_min=iou_min, solid=ref.score_threshold + score_margin,
+                      nms_near=ref.iou_threshold - nms_margin)
+    return agg
+
+
+def add_agreement(agg: Agreement, name: str, shape: tuple[int, int], a, b, *, iou_min: float = 0.9,
+                  solid: float = 0.30, nms_near: float = 0.7 - NMS_MARGIN) -> Agreement:
+    """Count one image's boxes ``b`` against the reference ``a`` (both with xyxy, confidence,
+    class_id) into ``agg``, the same rule as ``compare_detectors`` (``solid``: score below which an
+    unmatched box is borderline; ``nms_near``: NMS IoU minus the margin). Returns ``agg``."""
+    m, border, n_ref, n_new = _agree(a, b, iou_min, solid, nms_near)
+    agg.images += 1
+    agg.matched += m
+    agg.borderline += border
+    agg.ref_boxes += n_ref
+    agg.new_boxes += n_new
+    agg.per_image.append((name, tuple(shape), n_ref, n_new, m))
     return agg
 
 

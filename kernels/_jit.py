@@ -26,7 +26,7 @@ from typing import Callable
 import numba
 from numba.core import caching
 
-__all__ = ["jit", "inner", "cache_dir", "PARALLEL_LOCK"]
+__all__ = ["jit", "inner", "cache_dir", "module_cache_path", "modules_cached", "PARALLEL_LOCK"]
 
 PARALLEL_LOCK = threading.Lock()
 
@@ -69,14 +69,34 @@ def cache_dir() -> str | None:
     return None
 
 
+def module_cache_path(py_file: str) -> str | None:
+    """Where the kernels of ``py_file`` are cached: ``<file>-<sha1 of its path>`` under ``cache_dir()``
+    (None without a cache)."""
+    root = cache_dir()
+    if root is None:
+        return None
+    sub = hashlib.sha1(os.path.abspath(py_file).encode()).hexdigest()[:16]
+    return os.path.join(root, f"{os.path.basename(py_file)}-{sub}")
+
+
+def modules_cached(names) -> bool:
+    """True when every kernel module named (``"decode.py"``, ...) of this install has compiled
+    kernels in the cache (Numba writes ``*.nbi`` index files)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in names:
+        folder = module_cache_path(os.path.join(here, name))
+        if folder is None or not os.path.isdir(folder) or not any(f.endswith(".nbi") for f in os.listdir(folder)):
+            return False
+    return True
+
+
 class _EdgerunLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
     """Caches next to nothing of the user's: everything goes under ``cache_dir()``."""
 
     def __init__(self, py_func, py_file):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        sub = hashlib.sha1(os.path.abspath(py_file).encode()).hexdigest()[:16]
-        self._cache_path = os.path.join(cache_dir() or "", f"{os.path.basename(py_file)}-{sub}")
+        self._cache_path = module_cache_path(py_file) or ""
 
     def get_cache_path(self):
         return self._cache_path

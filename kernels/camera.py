@@ -147,18 +147,30 @@ def bgr_kernel(img, tx, src, xo, w, coff, xmode, o, lut, padv, ty, box):
 
 
 @inner
-def _chroma(up, vp, rc, xc):
-    """OpenCV's BT.601 chroma terms (b, g, r) of chroma sample (rc, xc), rounding offset included."""
-    u, v = np.int32(up[rc, xc]) - 128, np.int32(vp[rc, xc]) - 128
+def _terms(u8, v8):
+    """OpenCV's BT.601 chroma terms (b, g, r) of one U, V sample, rounding offset included."""
+    u, v = np.int32(u8) - 128, np.int32(v8) - 128
     return 2116026 * u + 524288, -852492 * v - 409993 * u + 524288, 1673527 * v + 524288
 
 
 @inner
-def _px(yp, r, x, ch):
-    """Pixel (r, x) -> (b, g, r) exactly as cv2.cvtColor(COLOR_YUV2BGR_*); ``ch`` from _chroma."""
-    y = max(np.int32(yp[r, x]) - 16, 0) * 1220542
+def _chroma(up, vp, rc, xc):
+    """Chroma terms of chroma sample (rc, xc) of U/V planes."""
+    return _terms(up[rc, xc], vp[rc, xc])
+
+
+@inner
+def _bgr(y8, ch):
+    """Luma ``y8`` + chroma terms -> (b, g, r) exactly as cv2.cvtColor(COLOR_YUV2BGR_*)."""
+    y = max(np.int32(y8) - 16, 0) * 1220542
     return (min(max((y + ch[0]) >> 20, 0), 255), min(max((y + ch[1]) >> 20, 0), 255),
             min(max((y + ch[2]) >> 20, 0), 255))
+
+
+@inner
+def _px(yp, r, x, ch):
+    """Pixel (r, x) of a Y plane -> (b, g, r); ``ch`` from _chroma."""
+    return _bgr(yp[r, x], ch)
 
 
 @inner
@@ -201,9 +213,11 @@ def _yuv_line(yp, up, vp, cs, cols, r, lines, lids):
 @jit
 def yuv_kernel(yp, up, vp, cs, cols, xo, w, xmode, o, lut, padv, ty, box):
     """Y plane (H, W), U/V planes at half width and ``H >> cs`` rows -> o[c, y, x] in B, G, R order.
+    ``cs`` -1: ``yp`` is a YUYV frame as (H, 2W) bytes (``up``/``vp`` unused).
     ``xo``: tap columns; ``cols``: the source columns they read (the only ones converted)."""
     h, ids, v = _work(xo.shape[1])
     lines, lids = np.empty((2, yp.shape[1] * 3), np.uint8), np.full(2, -1, np.int64)
+    packed = cs < 0
     xo3, coff = xo * 3, np.arange(3)  # offsets in a packed BGR line
     for dy in range(o.shape[1]):
         if not _pad_row(o, padv, box, dy):
@@ -212,9 +226,65 @@ def yuv_kernel(yp, up, vp, cs, cols, xo, w, xmode, o, lut, padv, ty, box):
         r0, r1, b0, b1 = ty[0, ry], ty[1, ry], ty[2, ry], ty[3, ry]
         mode = _row_mode(xmode, b0, b1)
         if mode < 2:
-            _yuv_direct(yp, up, vp, cs, xo, mode, o, lut, dy, r0, r1, box[2])
+            if packed:
+                _yuyv_direct(yp, xo, mode, o, lut, dy, r0, r1, box[2])
+            else:
+                _yuv_direct(yp, up, vp, cs, xo, mode, o, lut, dy, r0, r1, box[2])
             continue
-        s0 = s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
+        s0 = s1 = _slot(_line(yp, up, vp, cs, cols, r0, lines, lids), r0, xo3, w, coff, h, ids)
         if b1 != 0:
-            s1 = _slot(_yuv_line(yp, up, vp, cs, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
+            s1 = _slot(_line(yp, up, vp, cs, cols, r1, lines, lids), r1, xo3, w, coff, h, ids)
         _vpass(h[s0], h[s1], b0, b1, o, lut, dy, box[2], v)
+
+
+@inner
+def _line(yp, up, vp, cs, cols, r, lines, lids):
+    if cs < 0:
+        return _yuyv_line(yp, cols, r, lines, lids)
+    return _yuv_line(yp, up, vp, cs, cols, r, lines, lids)
+
+
+# YUYV (Y0 U Y1 V per pixel pair; ``yuv_kernel`` with cs -1) reads the frame as one (H, 2W) byte
+# array: pixel x of row r has its luma at byte 2x and its pair's U, V at 4(x >> 1) + 1 and + 3 (was:
+# three strided (H, W) plane views, which numba indexes through both strides). 1080p -> 640 kernel
+# alone, old vs new interleaved on the loaded 2-core EPYC: 1.01x and 1.16x (benchmarks/README.md).
+@inner
+def _yuyv_terms(img, r, x):
+    i = (x >> uintp(1)) << uintp(2)
+    return _terms(img[r, i + uintp(1)], img[r, i + uintp(3)])
+
+
+@inner
+def _yuyv_direct(img, xo, mode, o, lut, dy, r0, r1, x0):
+    """Modes 0 and 1 of a YUYV frame (chroma on every row): the sampled pixels straight to row dy."""
+    r0, r1, one = uintp(r0), uintp(r1), uintp(1)
+    for k in range(xo.shape[1]):
+        xa, xb, dx = uintp(xo[0, k]), uintp(xo[1, k]), uintp(x0 + k)
+        ch = _yuyv_terms(img, r0, xa)
+        p = _bgr(img[r0, xa << one], ch)
+        if mode == 1:
+            chb = ch if xb >> one == xa >> one else _yuyv_terms(img, r0, xb)
+            p01 = _bgr(img[r0, xb << one], chb)
+            if r1 != r0:
+                ch, chb = _yuyv_terms(img, r1, xa), _yuyv_terms(img, r1, xb)
+            p10, p11 = _bgr(img[r1, xa << one], ch), _bgr(img[r1, xb << one], chb)
+            p = ((p[0] + p01[0] + p10[0] + p11[0] + 2) >> 2, (p[1] + p01[1] + p10[1] + p11[1] + 2) >> 2,
+                 (p[2] + p01[2] + p10[2] + p11[2] + 2) >> 2)
+        o[0, dy, dx], o[1, dy, dx], o[2, dy, dx] = lut[0, uintp(p[0])], lut[1, uintp(p[1])], lut[2, uintp(p[2])]
+
+
+@inner
+def _yuyv_line(img, cols, r, lines, lids):
+    """YUYV row ``r`` as a packed BGR line at ``cols`` (converted once, kept in slot ``r & 1``)."""
+    line = lines[r & 1]
+    if lids[r & 1] != r:
+        lids[r & 1] = r
+        ru, last, ch = uintp(r), uintp(1) << uintp(62), _terms(128, 128)
+        for j in range(cols.shape[0]):
+            x = uintp(cols[j])
+            if x >> uintp(1) != last:  # a pixel pair shares its chroma
+                last = x >> uintp(1)
+                ch = _yuyv_terms(img, ru, x)
+            p, i = _bgr(img[ru, x << uintp(1)], ch), x * uintp(3)
+            line[i], line[i + uintp(1)], line[i + uintp(2)] = p[0], p[1], p[2]
+    return line

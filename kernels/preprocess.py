@@ -23,9 +23,16 @@ from . import checks
 from .camera import bgr_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
-__all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS"]
+__all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS", "PICAMERA_FORMATS"]
 
-PIXEL_FORMATS = ("bgr", "rgb", "gray", "nv12", "nv21", "i420", "yuyv")
+# picamera2 (libcamera) buffer names -> the edgerun format with the same channel order. RGB888 is
+# B, G, R in memory (H, W, 3); XRGB8888 is B, G, R, X (H, W, 4); YUV420 is I420 as picamera2 hands
+# it over: (H*3//2, stride), Y rows ``stride`` bytes apart, then the U and V planes with rows
+# ``stride // 2`` apart (pass ``array[:, :width]`` to drop the row padding). BGR888/XBGR8888/YVU420
+# are the same with R/B (U/V) swapped.
+PICAMERA_FORMATS = {"RGB888": "bgr", "BGR888": "rgb", "XRGB8888": "bgr", "XBGR8888": "rgb",
+                    "YUV420": "bgr", "YVU420": "bgr"}
+PIXEL_FORMATS = ("bgr", "rgb", "gray", "nv12", "nv21", "i420", "yuyv") + tuple(PICAMERA_FORMATS)
 _MODES = ("letterbox", "rect", "stretch", "center_crop")
 
 
@@ -189,12 +196,58 @@ def _planes_420(image: np.ndarray, fmt: str):
     return image[:h], u, v, 1, h, w
 
 
+def _memory_after(a: np.ndarray) -> int:
+    """Bytes of the owning buffer from ``a``'s first element on (for strided plane views)."""
+    root = a
+    while True:
+        base = root.base
+        base = base if isinstance(base, np.ndarray) else getattr(base, "base", None)  # as_strided's wrapper
+        if not isinstance(base, np.ndarray):
+            break
+        root = base
+    lo = hi = root.__array_interface__["data"][0]
+    for n, st in zip(root.shape, root.strides):
+        lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
+    return hi + root.itemsize - a.__array_interface__["data"][0]
+
+
+def _picamera_420(image: np.ndarray, fmt: str):
+    """picamera2's YUV420/YVU420 (H*3//2, S) buffer, or a ``[:, :W]`` view of it: planes at the
+    buffer's row stride S (chroma rows S // 2 apart), picture W = ``image.shape[1]`` wide."""
+    if image.ndim != 2 or image.shape[0] % 3 or image.strides[1] != 1:
+        raise EdgerunValueError(f"image: pixel_format {fmt!r} expects picamera2's (H*3//2, stride) uint8 "
+                                f"buffer (or a [:, :width] view of it), got shape {image.shape}, "
+                                f"strides {image.strides}")
+    h, w, s = image.shape[0] * 2 // 3, image.shape[1], image.strides[0]
+    _even("image", h, w, fmt, True)
+    if s % 2 or s < w:
+        raise EdgerunValueError(f"image: pixel_format {fmt!r} needs an even row stride >= the width "
+                                f"{w}, got a stride of {s} bytes")
+    need = h * s + h * s // 2 - s // 2 + w // 2  # the V plane's last row ends here
+    if _memory_after(image) < need:
+        raise EdgerunValueError(f"image: pixel_format {fmt!r}: a {w}x{h} picture with row stride {s} "
+                                f"needs {need} bytes, the buffer holds {_memory_after(image)}")
+    flat = np.lib.stride_tricks.as_strided(image, (need,), (1,))
+    q = (h // 2) * (s // 2)
+    u = np.lib.stride_tricks.as_strided(flat[h * s:], (h // 2, w // 2), (s // 2, 1))
+    v = np.lib.stride_tricks.as_strided(flat[h * s + q:], (h // 2, w // 2), (s // 2, 1))
+    return image[:h], (v if fmt == "YVU420" else u), (u if fmt == "YVU420" else v), 1, h, w
+
+
 def _source(image, fmt: str):
     """Validate ``image`` for ``fmt``; return (kernel planes, height, width)."""
     image = checks.array("image", image, np.uint8)
     if image.size == 0:
         raise EdgerunValueError(f"image: empty image, shape {image.shape}")
-    if fmt in ("bgr", "rgb"):
+    if fmt in ("XRGB8888", "XBGR8888"):  # the X byte is skipped through the view's pixel stride
+        if image.ndim != 3 or image.shape[2] != 4:
+            raise EdgerunValueError(f"image: pixel_format {fmt!r} expects (H, W, 4) uint8, got shape "
+                                    f"{image.shape}")
+        return (image[:, :, :3],), image.shape[0], image.shape[1]
+    if fmt in ("YUV420", "YVU420"):
+        y, u, v, cs, h, w = _picamera_420(image, fmt)
+        return (y, u, v, cs), h, w
+    if fmt in ("bgr", "rgb", "RGB888", "BGR888"):  # packed 3-byte pixels, any strides (row padding)
         if image.ndim != 3 or image.shape[2] != 3:
             raise EdgerunValueError(f"image: pixel_format {fmt!r} expects (H, W, 3) uint8, got shape "
                                     f"{image.shape}")
@@ -211,7 +264,9 @@ def _source(image, fmt: str):
             raise EdgerunValueError(f"image: pixel_format 'yuyv' expects OpenCV's (H, W, 2) uint8, got "
                                     f"shape {image.shape}")
         _even("image", image.shape[0], image.shape[1], fmt, False)
-        return (image[:, :, 0], image[:, 0::2, 1], image[:, 1::2, 1], 0), image.shape[0], image.shape[1]
+        # one (H, 2W) byte array (a view of a C-contiguous frame; others are copied once), cs -1 = packed
+        flat = np.ascontiguousarray(image).reshape(image.shape[0], -1)
+        return (flat, flat, flat, -1), image.shape[0], image.shape[1]
     y, u, v, cs, h, w = _planes_420(image, fmt)
     return (y, u, v, cs), h, w
 
@@ -295,7 +350,8 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
                                 f"got a {w}x{h} {fmt} image")
     else:
         geo = geometry
-    swap = _choice("channel_order", channel_order, ("rgb", "bgr")) != ("rgb" if fmt == "rgb" else "bgr")
+    order = PICAMERA_FORMATS.get(fmt, fmt)  # the source's channel order in memory
+    swap = _choice("channel_order", channel_order, ("rgb", "bgr")) != ("rgb" if order == "rgb" else "bgr")
     chw = _choice("layout", layout, ("chw", "hwc")) == "chw"
     dt = _dtype(dtype)
     scale, mean, std, pad = _norm(scale, mean, std, pad_value)

@@ -108,3 +108,25 @@ def kernel_signatures() -> dict[str, set[str]]:
     """Every edgerun kernel (``"module.name"``) with the signatures compiled or loaded from the cache
     so far in this process (an empty set for a kernel not called yet)."""
     return {name: {str(s) for s in k.signatures} for name, k in kernels().items()}
+
+
+def write_scenes(folder: Path, n: int, seed: int = 100) -> Path:
+    """``n`` demo scenes (the bundled demo model's classes) as PNGs in the new ``folder``."""
+    import cv2
+
+    from edgerun.runtime.demo import make_scene
+
+    folder.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(folder / f"scene{i:02d}.png"), make_scene(seed + i, (320 + 16 * (i % 3), 320))[0])
+    return folder
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

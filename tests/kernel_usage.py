@@ -40,6 +40,11 @@ def _run(name: str, image, **options) -> None:
         annotate(image.copy(), result, model.spec.names)
         for fmt in ("nv12", "gray"):  # camera formats go through their own preprocessing kernels
             model.run(_convert(image, fmt), pixel_format=fmt)
+        from picamera_buffers import packed, planar  # picamera2 buffers, row padding included
+
+        even = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+        for fmt in ("RGB888", "XRGB8888", "YUV420"):
+            model.run((planar if fmt == "YUV420" else packed)(even, fmt)[0], pixel_format=fmt)
 
 
 def _convert(bgr, fmt: str):

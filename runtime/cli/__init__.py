@@ -1,4 +1,4 @@
-"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export.
+"""The ``edgerun`` command line: predict, info, warmup, benchmark, stream, batch, export, serve.
 
 Exit status: 0 all inputs processed; 1 some inputs could not be read (each reported on stderr,
 the others still processed); 2 usage error, missing/unusable model or source; 130 interrupted;
@@ -8,7 +8,6 @@ Every user mistake is one ``edgerun: error: ...`` line on stderr naming the prob
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import json
 import logging
@@ -19,8 +18,7 @@ from typing import Sequence
 
 from edgerun.kernels.errors import EdgerunError
 
-from .args import COMMANDS as _COMMANDS, UsageError, parse
-from .args import build_parser as _parser  # noqa: F401 - the name tests/export/test_finish.py imports
+from .args import COMMANDS, UsageError, parse
 
 __all__ = ["main", "UsageError", "compile_notice", "check_output_file", "kernels_cached"]
 
@@ -86,7 +84,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _warmup()
     if args.command == "export":
         check_output_file(args.output, "-o/--output")
-    module, run, _ = _COMMANDS[args.command]
+    module, run, _ = COMMANDS[args.command]
     return getattr(importlib.import_module(module), run)(args)
 
 
@@ -109,21 +107,10 @@ _KERNEL_MODULES = ("camera.py", "decode.py", "nms.py", "boxes.py")  # letterbox 
 
 
 def kernels_cached() -> bool:
-    """True when this install's main kernels are in the kernel cache (``kernels/_jit.py`` names
-    each module's cache folder ``<file>-<sha1 of its path>``; Numba writes ``*.nbi`` index files)."""
-    from edgerun import kernels
-    from edgerun.kernels._jit import cache_dir
+    """True when this install's main kernels are in the kernel cache."""
+    from edgerun.kernels import modules_cached
 
-    root = cache_dir()
-    if root is None:
-        return False
-    here = os.path.dirname(os.path.abspath(kernels.__file__))
-    for name in _KERNEL_MODULES:
-        sub = hashlib.sha1(os.path.join(here, name).encode()).hexdigest()[:16]
-        folder = os.path.join(root, f"{name}-{sub}")
-        if not os.path.isdir(folder) or not any(f.endswith(".nbi") for f in os.listdir(folder)):
-            return False
-    return True
+    return modules_cached(_KERNEL_MODULES)
 
 
 def compile_notice() -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgerun.kernels.errors import EdgerunError
 
-__all__ = ["UsageError", "parse", "build_parser", "translate_kv", "COMMANDS", "ALLCOMMANDS"]
+__all__ = ["UsageError", "parse", "build_parser", "translate_kv", "COMMANDS", "ALL_COMMANDS"]
 
 
 class UsageError(EdgerunError, ValueError):
@@ -31,6 +31,7 @@ COMMANDS = {
                   "time each stage, cold start and peers on a model"),
     "batch": ("edgerun.runtime.batch.run", "run_cli", "detect over many files on Ray; write JSONL/Parquet"),
     "export": ("edgerun.export.cli", "run_export", "finish an ONNX model: metadata, fp16/int8, verified"),
+    "serve": ("edgerun.runtime.cli.serve", "run_serve", "answer Frigate's ZMQ detector requests with a model"),
 }
 ALL_COMMANDS = ("predict", "info", "warmup", *COMMANDS)
 

@@ -2,6 +2,7 @@
 
     edgerun stream yolov8n.onnx rtsp://cam/1 --track --save out.mp4 --view 8080
     edgerun stream yolov8n.onnx video.mp4 --json > frames.jsonl
+    edgerun stream yolov8n.onnx rtsp://cam/1 --mqtt mqtt://broker:1883/driveway   # docs/integrations.md
 
 Per frame (``--json``): ``edgerun predict --json``'s record plus ``timestamp``, ``age_ms`` and, with
 ``--track``, ``tracker_id`` per detection. Events (reconnects, resolution changes) go to stderr.
@@ -50,8 +51,17 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=lambda v: v if v == "calibrate" else int(v),
                    help="parallel inference sessions, or 'calibrate' to measure (default: automatic)")
     p.add_argument("--threads", type=int, help="ORT threads per session (default: automatic)")
+    p.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="rtsp:// URLs: RTP over the RTSP TCP "
+                   "connection or over UDP (default: OpenCV's, TCP)")
     p.add_argument("--timeout", type=float, default=3.0, help="open/read timeout for URLs, and the stall "
                    "watchdog's for every live source, seconds")
+    p.add_argument("--mqtt", metavar="mqtt://HOST[:PORT]/PREFIX", help="publish per-track events, JPEG "
+                   "snapshots and Home Assistant discovery there (implies --track; needs edgerun[mqtt])")
+    p.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=1, help="MQTT QoS (default 1)")
+    p.add_argument("--mqtt-queue", type=int, default=1000, metavar="N", help="messages held while the broker "
+                   "is away (default 1000); more are dropped and counted")
+    p.add_argument("--mqtt-update", type=float, default=1.0, metavar="S",
+                   help="seconds of frame time between two update events of a track (default 1)")
 
 
 class _Abort(Exception):
@@ -193,7 +203,11 @@ def _open(args):
         import cv2                             # OpenCV's per-attempt warnings off the CLI's stderr
         log = getattr(cv2.utils, "logging", None)  # opencv 5 / >= 4.9; 4.8 has only cv2.setLogLevel
         log.setLogLevel(log.LOG_LEVEL_ERROR) if log is not None else cv2.setLogLevel(2)  # 2: ERROR
-    src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout) \
+    transport = getattr(args, "rtsp_transport", None)
+    if transport and not str(args.source).lower().startswith(("rtsp://", "rtsps://")):
+        raise UsageError(f"--rtsp-transport {transport}: only for rtsp:// sources, got {args.source!r}")
+    src = open_source(args.source, open_timeout=args.timeout, read_timeout=args.timeout,
+                      **({"rtsp_transport": transport} if transport else {})) \
         if "://" in str(args.source) else open_source(args.source)
     return model, src
 
@@ -234,25 +248,40 @@ def run_stream(args) -> int:
     """Run the stream; 0 on a clean end or a drained stop, 1 if frames or files failed, 130 on abort."""
     status = _LateStatus()
     view = _check_outputs(args, status)
+    mqtt = None
     try:
-        return _run_stream(args, view, status)
+        mqtt = _connect_mqtt(args)  # a bad URL or a refused broker: exit 2 before anything starts
+        return _run_stream(args, view, status, mqtt)
     finally:
         if view is not None:
             view.close()
+        if mqtt is not None:
+            mqtt.close(timeout=1.0)  # a no-op after the stream's own close
 
 
-def _run_stream(args, view, status: _LateStatus) -> int:
+def _connect_mqtt(args):
+    if not args.mqtt:
+        return None
+    from ..integrations.mqtt import MqttPublisher
+    return MqttPublisher(args.mqtt, qos=args.mqtt_qos, max_queued=args.mqtt_queue, update_every=args.mqtt_update,
+                         model=os.path.basename(args.model), connect_timeout=max(args.timeout, 1.0)).connect()
+
+
+def _run_stream(args, view, status: _LateStatus, mqtt=None) -> int:
     model, src = _open(args)
     events = _Events()
     mode = {"latest": "latest", "every": "every_frame", None: "latest" if src.live else "every_frame"}[args.mode]
     tracker = None
-    if args.track:
+    if args.track or mqtt is not None:
         from ..streaming.tracker import ByteTracker
         tracker = ByteTracker()
     runner = StreamRunner(model, mode=mode, max_fps=args.max_fps, max_frames=args.max_frames,
                           workers=args.workers, threads=args.threads, tracker=tracker,
-                          keep_frames=bool(args.save or args.view is not None), on_event=events,
+                          keep_frames=bool(args.save or args.view is not None or mqtt), on_event=events,
                           stall_timeout=args.timeout)
+    if mqtt is not None:
+        mqtt.use_model(model.spec.names, track_buffer=tracker.track_buffer)
+        mqtt.on_event = runner.add_event
     if view is not None:
         status.runner = runner
         print(f"edgerun: view on {view.url} (status: {view.url}status)", file=sys.stderr, flush=True)
@@ -268,6 +297,8 @@ def _run_stream(args, view, status: _LateStatus) -> int:
         runner.start(src)
         for r in runner.results():
             sinks.write(r)
+            if mqtt is not None:
+                mqtt.write(r)
             progress.update(1, errors=sinks.errors + events.bad_files)
             if not sinks.alive:  # every output failed: nowhere to put results, stop cleanly
                 code = 1
@@ -279,6 +310,9 @@ def _run_stream(args, view, status: _LateStatus) -> int:
         runner.stop(drain=False, timeout=0.5 if code == 130 else 5.0)  # a no-op after a clean end
         signals.restore()
         sinks.close()
+        if mqtt is not None and code != 130:
+            mqtt.close()
+            print(f"edgerun: {mqtt.summary()}", file=sys.stderr, flush=True)
     if code == 130:  # a reader may still sit in a blocking read: leave without waiting for it
         print("edgerun: aborted", file=sys.stderr, flush=True)
         os._exit(130)

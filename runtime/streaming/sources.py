@@ -20,9 +20,12 @@ from edgerun.kernels.errors import EdgerunValueError
 
 from ..sources import IMAGE_EXTS, ImageError, decode_image, expand_source, is_video, read_image
 
-__all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES"]
+__all__ = ["Source", "VideoSource", "ImageSource", "open_source", "URL_SCHEMES", "RTSP_TRANSPORTS"]
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt")
+RTSP_TRANSPORTS = ("tcp", "udp")  # RTP over the RTSP TCP connection, or over UDP ports
+FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # read by OpenCV's FFmpeg backend at every open
+_OPTIONS_LOCK = threading.Lock()  # the variable is process-wide: one open with extra options at a time
 Read = tuple[np.ndarray, float, float]  # image, timestamp (s), time.monotonic() at read
 MAX_BAD_PACKETS = 30  # undecodable JPEG packets in a row before a live MJPEG source reconnects
 
@@ -111,15 +114,23 @@ class VideoSource(Source):
     open bounded by ``open_timeout``. With the defaults (3 s, 3 s, 0.25 -> 5 s) a stall is detected
     3 s after the last frame and a camera that comes back is reopened at most
     ``open_timeout + backoff[1]`` = 8 s after it is reachable again.
+
+    ``rtsp_transport`` ("tcp" or "udp", rtsp:// URLs only): how RTP reaches us; None keeps
+    OpenCV's choice (TCP, unless $OPENCV_FFMPEG_CAPTURE_OPTIONS says otherwise).
     """
 
     def __init__(self, target: str | int, *, live: bool | None = None, open_timeout: float = 3.0,
                  read_timeout: float = 3.0, reconnect: bool | None = None,
                  max_reconnects: int | None = None, backoff: tuple[float, float] = (0.25, 5.0),
-                 stall_timeout: float | None = None):
+                 stall_timeout: float | None = None, rtsp_transport: str | None = None):
         super().__init__(str(target))
         self.target = target
-        self.is_url = isinstance(target, str) and target.split("://", 1)[0].lower() in URL_SCHEMES
+        scheme = target.split("://", 1)[0].lower() if isinstance(target, str) else ""
+        self.is_url = scheme in URL_SCHEMES
+        if rtsp_transport is not None and (rtsp_transport not in RTSP_TRANSPORTS or scheme not in ("rtsp", "rtsps")):
+            raise EdgerunValueError(f"rtsp_transport: expected one of {', '.join(RTSP_TRANSPORTS)} for an "
+                                    f"rtsp:// URL, got {rtsp_transport!r} for {target!r}")
+        self.rtsp_transport = rtsp_transport
         self.live = (not isinstance(target, str) or self.is_url) if live is None else live
         self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
         self.reconnect = (self.is_url or isinstance(target, int)) if reconnect is None else reconnect
@@ -140,6 +151,17 @@ class VideoSource(Source):
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
         if isinstance(self.target, int):
             cap = cv2.VideoCapture(self.target)
+        elif self.rtsp_transport is not None:
+            with _OPTIONS_LOCK:  # the user's own options stay; ours comes last and wins
+                old = os.environ.get(FFMPEG_OPTIONS)
+                os.environ[FFMPEG_OPTIONS] = "|".join(filter(None, (old, f"rtsp_transport;{self.rtsp_transport}")))
+                try:
+                    cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+                finally:
+                    if old is None:
+                        del os.environ[FFMPEG_OPTIONS]
+                    else:
+                        os.environ[FFMPEG_OPTIONS] = old
         else:
             cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
@@ -234,7 +256,8 @@ class VideoSource(Source):
 
 def open_source(source: Any, **options: Any) -> Source:
     """A camera index (int or digits), URL, video file, image file, directory or glob -> Source.
-    Options (VideoSource): live, open_timeout, read_timeout, reconnect, max_reconnects, backoff."""
+    Options (VideoSource): live, open_timeout, read_timeout, reconnect, max_reconnects, backoff,
+    rtsp_transport."""
     if isinstance(source, Source):
         return source
     if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):

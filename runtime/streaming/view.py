@@ -1,21 +1,60 @@
 """``--view``: the annotated stream as MJPEG over HTTP on 127.0.0.1, plus a ``/status`` JSON.
 
-    GET /            a tiny HTML page showing the stream
+    GET /            a plain page (no build step, no external files): the stream and a status line
+                     (fps, frame age, frames read/processed/dropped, errors, reconnects) polled from /status
     GET /stream.mjpg multipart/x-mixed-replace JPEG frames (the newest frame; slow clients skip)
-    GET /status      {"fps", "age_p50_ms", "age_p90_ms", "age_p99_ms", "dropped", "reconnects", ...}
+    GET /status      {"fps", "age_p50_ms", "age_p90_ms", "age_p99_ms", "dropped", "reconnects", ...,
+                      "view_frames": frames published, "last_frame_ms": ms since the newest one}
 """
 from __future__ import annotations
 
 import http.server
 import json
 import threading
+import time
 from typing import Callable
 
 import numpy as np
 
 __all__ = ["ViewServer"]
 
-_PAGE = b"<html><body style='margin:0;background:#111'><img src='/stream.mjpg'></body></html>"
+_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>edgerun view</title>
+<style>
+body { margin: 0; background: #111; color: #ddd; font: 15px/1.4 monospace; }
+#video { display: block; }
+#bar { padding: 6px 8px; }
+#bar b { color: #7f7; font-weight: normal; }
+#bar .bad { color: #f77; }
+</style></head>
+<body>
+<img id="video" alt="edgerun stream">
+<div id="bar">
+fps <b id="fps">-</b> &middot; frame age p50 <b id="age_p50_ms">-</b> ms, p90 <b id="age_p90_ms">-</b> ms
+&middot; newest frame <b id="last_frame_ms">-</b> ms ago<br>
+read <b id="read">-</b> &middot; processed <b id="processed">-</b> &middot; dropped <b id="dropped">-</b>
+&middot; errors <b id="errors">-</b> &middot; reconnects <b id="reconnects">-</b> &middot; <span id="state">waiting</span>
+</div>
+<script>
+const keys = ["fps", "age_p50_ms", "age_p90_ms", "last_frame_ms", "read", "processed", "dropped", "errors", "reconnects"];
+const state = document.getElementById("state");
+async function poll() {
+  try {
+    const s = await (await fetch("status", {cache: "no-store"})).json();
+    for (const k of keys) document.getElementById(k).textContent = s[k] ?? "-";
+    state.textContent = "status ok"; state.className = "";
+  } catch (e) {
+    state.textContent = "no status (stream ended?)"; state.className = "bad";
+  }
+  setTimeout(poll, 500);
+}
+window.addEventListener("load", () => {
+  document.getElementById("video").src = "stream.mjpg";  // after load: the page itself finishes loading
+  poll();
+});
+</script>
+</body></html>
+"""
 
 
 class ViewServer:
@@ -26,6 +65,7 @@ class ViewServer:
         self._cv = threading.Condition()
         self._jpeg: bytes | None = None
         self._seq = 0
+        self._published = 0.0  # time.monotonic() of the newest frame
         self._closed = False
         view = self
 
@@ -51,7 +91,7 @@ class ViewServer:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         if ok:
             with self._cv:
-                self._jpeg, self._seq = buf.tobytes(), self._seq + 1
+                self._jpeg, self._seq, self._published = buf.tobytes(), self._seq + 1, time.monotonic()
                 self._cv.notify_all()
 
     def close(self) -> None:
@@ -65,7 +105,10 @@ class ViewServer:
     def _handle(self, req) -> None:
         path = req.path.split("?", 1)[0]
         if path == "/status":
-            body = json.dumps(self._status()).encode()
+            with self._cv:
+                view = {"view_frames": self._seq,
+                        "last_frame_ms": round((time.monotonic() - self._published) * 1e3) if self._seq else None}
+            body = json.dumps({**self._status(), **view}).encode()
             self._send(req, "application/json", body)
         elif path == "/":
             self._send(req, "text/html", _PAGE)

@@ -40,7 +40,7 @@ def frame_size(image: np.ndarray, pixel_format: str = "bgr") -> tuple[int, int]:
         raise EdgerunTypeError(f"image: expected a numpy.ndarray, got {type(image).__name__}")
     if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise EdgerunValueError(f"image: expected a non-empty image, got shape {image.shape}")
-    if pixel_format in ("nv12", "nv21", "i420"):
+    if pixel_format in ("nv12", "nv21", "i420", "YUV420", "YVU420"):
         return image.shape[0] * 2 // 3, image.shape[1]
     return image.shape[0], image.shape[1]
 

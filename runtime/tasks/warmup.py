@@ -11,6 +11,10 @@ from edgerun.kernels.preprocess import PIXEL_FORMATS
 
 
 def _frame(fmt: str, h: int = 8, w: int = 8) -> np.ndarray:
+    if fmt in ("YUV420", "YVU420"):  # picamera2's buffer with row padding, sliced to the width
+        return np.zeros((h * 3 // 2, w + 64), np.uint8)[:, :w]
+    if fmt in ("XRGB8888", "XBGR8888"):
+        return np.zeros((h, w, 4), np.uint8)
     if fmt in ("nv12", "nv21", "i420"):
         return np.zeros((h * 3 // 2, w), np.uint8)
     if fmt == "yuyv":
@@ -37,9 +41,11 @@ def warmup() -> int:
                         _, geo = letterbox(_frame(fmt), (16, 16), pixel_format=fmt, mode=mode,
                                            layout=layout, dtype=dtype, channel_order=order)
                         n += 1
-    # strided (non-contiguous) BGR views compile their own signature
+    # strided (non-contiguous) BGR views compile their own signature, and so do unpadded
+    # (contiguous) picamera2 YUV420 buffers
     letterbox(np.zeros((8, 16, 3), np.uint8)[:, ::2], (16, 16))
-    n += 1
+    letterbox(np.zeros((12, 8), np.uint8), (16, 16), pixel_format="YUV420")
+    n += 2
     heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6)}
     for head, shape in heads.items():
         for dtype in (np.float32, np.float16):

@@ -17,6 +17,7 @@ from edgerun.runtime.session import ModelError, Session
 from edgerun.runtime.spec import SCHEMA_KEY, resolve_spec
 
 from conftest import shared_file
+from helpers import write_scenes
 
 RUNTIME_DIR = os.path.dirname(importlib.util.find_spec("edgerun.runtime").origin)
 DEMO_ONNX = os.path.join(RUNTIME_DIR, "data", "demo.onnx")
@@ -222,22 +223,14 @@ def test_cli_export(tmp_path, capsys):
 
 
 def test_no_torch_import():
-    code = ("import sys; from edgerun.runtime.cli import _parser; _parser(); import edgerun.export.finish; "
+    code = ("import sys; from edgerun.runtime.cli.args import build_parser; build_parser(); "
+            "import edgerun.export.finish; "
             "import edgerun.export.cli; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 # -- meaningful verification, never destroying -----------------------------------------------------
-def _write_scenes(folder, n, seed=100):
-    from edgerun.runtime.demo import make_scene
-
-    folder.mkdir()
-    for i in range(n):
-        cv2.imwrite(str(folder / f"scene{i:02d}.png"), make_scene(seed + i, (320 + 16 * (i % 3), 320))[0])
-    return folder
-
-
 def test_nothing_found_is_not_verified_never_pass(tmp_path, capsys):
     """0 reference boxes: "not verified", not PASS; a failure only when a gate was asked for."""
     blank = tmp_path / "blank"
@@ -273,7 +266,7 @@ def test_output_gets_the_umask_mode_and_existing_files_need_force(tmp_path, caps
 
 
 def test_int8_holds_out_calibration_images_and_skips_unreadable_ones(tmp_path):
-    calib = _write_scenes(tmp_path / "calib", 12)
+    calib = write_scenes(tmp_path / "calib", 12)
     (calib / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     r = finish_onnx(DEMO_ONNX, str(tmp_path / "d8.onnx"), precision="int8", calib=str(calib))
     held = set(r["verify_files"])

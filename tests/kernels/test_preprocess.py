@@ -370,3 +370,26 @@ def test_plan_validation():
         plan(10, 10.0)
     with pytest.raises(EdgerunValueError, match="mode: expected one of"):
         plan(10, 10, mode="pad")
+
+
+def test_yuyv_from_padded_buffer_and_in_place():
+    """YUYV is read as one (H, 2W) byte array: a row-padded driver buffer gives the same tensor (copied once),
+    a contiguous 1080p frame is read in place (numpy allocations traced: far below the 4 MB a copy takes)."""
+    import tracemalloc
+
+    yuyv = rand((360, 480, 2), seed=21)
+    padded = np.zeros((360, 512, 2), np.uint8)
+    padded[:, :480] = yuyv
+    want = opencv_chain(cv2.cvtColor(yuyv, cv2.COLOR_YUV2BGR_YUY2), (160, 160))[0]
+    for frame in (yuyv, padded[:, :480]):
+        got, _ = letterbox(frame, 160, pixel_format="yuyv")
+        assert_close(got, want)
+    big, out = rand((1080, 1920, 2), seed=22), np.empty((3, 640, 640), np.float32)
+    letterbox(big, 640, pixel_format="yuyv", out=out)  # compiled and tables cached
+    tracemalloc.start()
+    try:
+        letterbox(big, 640, pixel_format="yuyv", out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak

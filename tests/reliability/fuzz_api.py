@@ -78,7 +78,8 @@ def images(draw):
     fmt = draw(st.sampled_from(PIXEL_FORMATS + ("bgra",)))
     h, w = draw(_mostly(list(range(1, 13)), [0])), draw(_mostly(list(range(1, 13)), [0]))
     shapes = {"gray": (h, w), "yuyv": (h, w, 2), "nv12": (h * 3 // 2, w), "nv21": (h * 3 // 2, w),
-              "i420": (h * 3 // 2, w)}
+              "i420": (h * 3 // 2, w), "YUV420": (h * 3 // 2, w), "YVU420": (h * 3 // 2, w),
+              "XRGB8888": (h, w, 4), "XBGR8888": (h, w, 4)}
     shape = shapes.get(fmt, (h, w, 3))
     if draw(st.integers(0, 9)) == 0:
         return fmt, draw(views(IMAGE_DTYPES, max_side=6))
@@ -127,7 +128,7 @@ def test_letterbox(img, size, mode, layout, dtype, out_kind, pad_position):
 def _hw(image: np.ndarray, fmt: str) -> tuple[int, int]:
     if not isinstance(image, np.ndarray) or image.ndim < 2:
         raise ValueError("not an image")
-    h = image.shape[0] * 2 // 3 if fmt in ("nv12", "nv21", "i420") else image.shape[0]
+    h = image.shape[0] * 2 // 3 if fmt in ("nv12", "nv21", "i420", "YUV420", "YVU420") else image.shape[0]
     return h, image.shape[1]
 
 

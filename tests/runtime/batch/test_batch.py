@@ -133,7 +133,8 @@ def test_batch_without_ray_says_how_to_install(model, tmp_path, monkeypatch, cap
 
 def test_cli_and_batch_modules_import_without_ray():
     import subprocess
-    code = ("import sys, edgerun.runtime.batch.run, edgerun.runtime.cli as c; c._parser(); "
+    code = ("import sys, edgerun.runtime.batch.run, edgerun.runtime.cli; "
+            "from edgerun.runtime.cli.args import build_parser; build_parser(); "
             "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
                        timeout=120)

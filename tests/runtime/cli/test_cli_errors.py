@@ -58,6 +58,7 @@ CASES = [
     ("stream {m} {video} --mode fast", 2, "invalid choice"),
     ("stream {m} {video} confidence=0.3", 2, "did you mean conf="),
     ("stream {m} {video} --conf 0.2 --conf 0.3", 2, "given twice"),
+    ("stream {m} {video} --mqtt http://127.0.0.1/cam", 2, "expected mqtt://HOST"),  # before paho is needed
     # benchmark
     ("benchmark {m} {img} --csv {tmp}/no-such-dir/x.csv", 2, "does not exist"),
     ("benchmark {m} {img} --json {tmp}", 2, "is a directory"),
@@ -83,6 +84,11 @@ CASES = [
     ("batch {tmp}/missing.onnx {dir} -o {tmp}/out.jsonl", 2, "model file not found"),
     ("batch {m} {dir} -o {tmp}/out.csv", 2, ".jsonl or .parquet"),
     ("batch {m} {tmp}/missing-dir -o {tmp}/out.jsonl", 2, "missing-dir"),
+    # serve (Frigate's zmq detector; endpoint checks come before pyzmq is needed)
+    ("serve {m}", 2, "--frigate-zmq"),
+    ("serve {m} --frigate-zmq http://127.0.0.1:5555", 2, "expected tcp://HOST:PORT"),
+    ("serve {m} --frigate-zmq ipc://{tmp}/no-such-dir/sock", 2, "does not exist"),
+    ("serve {tmp}/missing.onnx --frigate-zmq tcp://127.0.0.1:5555", 2, "model file not found"),
     # the command itself
     ("", 2, "no command given"),
     ("predcit {m} {img}", 2, "did you mean predict"),
