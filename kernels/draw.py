@@ -60,6 +60,20 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
+def _check_labels(class_id, confidence, thickness, n: int, what: str):
+    class_id = checks.array("class_id", class_id, (np.int32, np.int64), 1)
+    if class_id.shape[0] != n:
+        raise EdgerunValueError(f"class_id: expected shape ({n},) to match {what}, got {class_id.shape}")
+    if confidence is not None:
+        confidence = checks.array("confidence", confidence, (np.float32, np.float64), 1)
+        if confidence.shape[0] != n:
+            raise EdgerunValueError(f"confidence: expected shape ({n},) to match {what}, got {confidence.shape}")
+    thickness = checks.positive_int("thickness", thickness)
+    if thickness > 32767:  # OpenCV's limit: beyond it cv2 raises its own error
+        raise EdgerunValueError(f"thickness: expected at most 32767, got {thickness}")
+    return class_id, confidence, thickness
+
+
 def draw_boxes(image: np.ndarray, xyxy: np.ndarray, class_id: np.ndarray, confidence: np.ndarray | None = None,
                names: Sequence[str] | Mapping[int, str] | None = None, *, thickness: int = 2) -> np.ndarray:
     """Draw each box with its class label (and confidence) on ``image`` (H, W, 3) BGR uint8, in place.
@@ -71,16 +85,7 @@ def draw_boxes(image: np.ndarray, xyxy: np.ndarray, class_id: np.ndarray, confid
     n = xyxy.shape[0]
     if xyxy.shape[1] != 4:
         raise EdgerunValueError(f"xyxy: expected shape (N, 4), got {xyxy.shape}")
-    class_id = checks.array("class_id", class_id, (np.int32, np.int64), 1)
-    if class_id.shape[0] != n:
-        raise EdgerunValueError(f"class_id: expected shape ({n},) to match xyxy, got {class_id.shape}")
-    if confidence is not None:
-        confidence = checks.array("confidence", confidence, (np.float32, np.float64), 1)
-        if confidence.shape[0] != n:
-            raise EdgerunValueError(f"confidence: expected shape ({n},) to match xyxy, got {confidence.shape}")
-    thickness = checks.positive_int("thickness", thickness)
-    if thickness > 32767:  # OpenCV's limit: beyond it cv2 raises its own error
-        raise EdgerunValueError(f"thickness: expected at most 32767, got {thickness}")
+    class_id, confidence, thickness = _check_labels(class_id, confidence, thickness, n, "xyxy")
     finite = np.isfinite(xyxy).all(axis=1)
     for i in np.flatnonzero(finite):
         c = int(class_id[i])
@@ -105,16 +110,7 @@ def draw_obb(image: np.ndarray, corners: np.ndarray, class_id: np.ndarray, confi
     n = corners.shape[0]
     if corners.shape[1:] != (4, 2):
         raise EdgerunValueError(f"corners: expected shape (N, 4, 2), got {corners.shape}")
-    class_id = checks.array("class_id", class_id, (np.int32, np.int64), 1)
-    if class_id.shape[0] != n:
-        raise EdgerunValueError(f"class_id: expected shape ({n},) to match corners, got {class_id.shape}")
-    if confidence is not None:
-        confidence = checks.array("confidence", confidence, (np.float32, np.float64), 1)
-        if confidence.shape[0] != n:
-            raise EdgerunValueError(f"confidence: expected shape ({n},) to match corners, got {confidence.shape}")
-    thickness = checks.positive_int("thickness", thickness)
-    if thickness > 32767:
-        raise EdgerunValueError(f"thickness: expected at most 32767, got {thickness}")
+    class_id, confidence, thickness = _check_labels(class_id, confidence, thickness, n, "corners")
     lim = float(2 ** 24)  # keeps int32 conversion safe; OpenCV clips the rest
     finite = np.isfinite(corners).all(axis=(1, 2))
     h, w = image.shape[:2]

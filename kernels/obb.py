@@ -42,9 +42,9 @@ import numpy as np
 from . import checks
 from ._jit import inner, jit
 from .boxes import geometry_values
-from .decode import class_max_rows, half_split, rescan_classes, score_ok
+from .decode import class_candidates, end2end_rows, finish_candidates, half_split
 from .errors import EdgerunValueError
-from .nms import sort_desc
+from .nms import order_finite
 
 __all__ = ["ObbCandidates", "decode_obb", "decode_obb_end2end", "probiou", "obb_nms", "regularize_rboxes",
            "xywhr_to_corners", "corners_to_xyxy", "scale_rboxes", "MAX_WH"]
@@ -65,83 +65,32 @@ class ObbCandidates(NamedTuple):
 
 
 # ---------------------------------------------------------------- compiled helpers
-@inner
-def _finish5(bx, sc, cl, ix, cap):
-    """Drop rows with a non-finite value, sort by score (stable), keep at most ``cap``."""
-    n = sc.shape[0]
-    good = np.empty(n, np.int64)
-    k = 0
-    for t in range(n):
-        ok = True
-        for q in range(5):
-            if not np.isfinite(bx[t, q]):
-                ok = False
-        if ok:
-            good[k] = t
-            k += 1
-    s = np.empty(k, np.float32)
-    for t in range(k):
-        s[t] = sc[good[t]]
-    order = sort_desc(s)
-    m = min(k, cap)
-    ob, os_ = np.empty((m, 5), np.float32), np.empty(m, np.float32)
-    oc, oi = np.empty(m, np.int32), np.empty(m, np.int32)
-    for t in range(m):
-        j = good[order[t]]
-        for q in range(5):
-            ob[t, q] = bx[j, q]
-        os_[t], oc[t], oi[t] = sc[j], cl[j], ix[j]
-    return ob, os_, oc, oi
-
-
 @jit
 def _decode_obb_kernel(x, table, half, nc, thr, cap):
     """(4+C+E, N) head, angle in the last row -> candidates (see ``decode_obb``)."""
-    n = x.shape[1]
     arow = x.shape[0] - 1
-    best = np.empty(n, np.float32)
-    class_max_rows(x, table, half, nc, best)
-    idx = np.empty(n, np.int32)
-    k = 0
-    for j in range(n):
-        if score_ok(best[j], thr):
-            idx[k] = j
-            k += 1
-    sc, cl = rescan_classes(x, table, half, idx[:k], nc)
-    keep = np.empty(k, np.int64)
-    m = 0
-    for t in range(k):
-        if sc[t] == sc[t]:  # a NaN class score drops the anchor (torch amax propagates NaN)
-            keep[m] = t
-            m += 1
+    idx, sc, cl = class_candidates(x, table, half, nc, thr)
+    m = idx.shape[0]
     bx = np.empty((m, 5), np.float32)
-    ix, s2, c2 = np.empty(m, np.int32), np.empty(m, np.float32), np.empty(m, np.int32)
     for t in range(m):
-        j = idx[keep[t]]
-        ix[t], s2[t], c2[t] = j, sc[keep[t]], cl[keep[t]]
+        j = idx[t]
         for q in range(4):
             bx[t, q] = table[np.intp(x[q, j])] if half else np.float32(x[q, j])
         bx[t, 4] = table[np.intp(x[arow, j])] if half else np.float32(x[arow, j])
-    return _finish5(bx, s2, c2, ix, cap)
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
 @jit
 def _decode_obb_e2e_kernel(x, table, half, thr, cap):
     """(K, 7+) rows cx, cy, w, h, score, class, angle -> candidates (confidence filter only)."""
-    n = x.shape[0]
-    idx, sc, cl = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.int32)
-    bx = np.empty((n, 5), np.float32)
-    k = 0
-    for j in range(n):
-        s = table[np.intp(x[j, 4])] if half else np.float32(x[j, 4])
-        c = table[np.intp(x[j, 5])] if half else np.float32(x[j, 5])
-        if score_ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
-            idx[k], sc[k], cl[k] = j, s, np.int32(c)
-            for q in range(4):
-                bx[k, q] = table[np.intp(x[j, q])] if half else np.float32(x[j, q])
-            bx[k, 4] = table[np.intp(x[j, 6])] if half else np.float32(x[j, 6])
-            k += 1
-    return _finish5(bx[:k], sc[:k], cl[:k], idx[:k], cap)
+    idx, sc, cl = end2end_rows(x, table, half, thr)
+    bx = np.empty((idx.shape[0], 5), np.float32)
+    for t in range(idx.shape[0]):
+        j = idx[t]
+        for q in range(4):
+            bx[t, q] = table[np.intp(x[j, q])] if half else np.float32(x[j, q])
+        bx[t, 4] = table[np.intp(x[j, 6])] if half else np.float32(x[j, 6])
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
 @inner
@@ -164,7 +113,7 @@ def _pair_iou(x1, y1, a1, b1, c1, x2, y2, a2, b2, c2):
     sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
     den = sa * sb - sc * sc
     dy, dx = y1 - y2, x1 - x2
-    t1 = ((sa * dy * dy + sb * dx * dx) / (den + _EPS)) * np.float32(0.25)
+    t1 = ((sa * (dy * dy) + sb * (dx * dx)) / (den + _EPS)) * np.float32(0.25)  # torch's op order
     t2 = ((sc * (x2 - x1) * dy) / (den + _EPS)) * np.float32(0.5)
     d1 = max(a1 * b1 - c1 * c1, np.float32(0.0))
     d2 = max(a2 * b2 - c2 * c2, np.float32(0.0))
@@ -189,30 +138,10 @@ def _probiou_kernel(a, b, out):
                                   b[j, 0], b[j, 1], cb[j, 0], cb[j, 1], cb[j, 2])
 
 
-@inner
-def _order_valid(scores):
-    """Indices of the non-NaN scores by descending score, stable ties."""
-    n = scores.shape[0]
-    valid = np.empty(n, np.int64)
-    m = 0
-    for i in range(n):
-        if scores[i] == scores[i]:
-            valid[m] = i
-            m += 1
-    s = np.empty(m, np.float32)
-    for k in range(m):
-        s[k] = scores[valid[k]]
-    order = sort_desc(s)
-    out = np.empty(m, np.int64)
-    for k in range(m):
-        out[k] = valid[order[k]]
-    return out
-
-
 @jit
 def _obb_nms_kernel(xywhr, scores, cls, n_cls, offset, iou_threshold, max_det):
     """Fast-NMS over same-class pairs; ``offset[i]`` is added to box i's centre (Ultralytics' class offset)."""
-    order = _order_valid(scores)
+    order = order_finite(scores)
     m = order.shape[0]
     thr = np.float32(iou_threshold)
     cx, cy = np.empty(m, np.float32), np.empty(m, np.float32)
