@@ -18,7 +18,7 @@ from numba import prange
 
 from edgerun.kernels import decode, nms
 from edgerun.kernels._jit import jit
-from edgerun.kernels.decode import _NO_TABLE, _class_max_rows
+from edgerun.kernels.decode import _NO_TABLE, class_max_rows
 from edgerun.runtime.bench import interleaved, machine_record
 
 from _shared import SHARED  # noqa: E402 - $EDGERUN_SHARED or ../shared
@@ -92,7 +92,7 @@ def clustered(n: int, seed: int = 0):
 # ------------------------------------------------------------------------------ parallel experiment
 @jit
 def _max_serial(x, nc, best):
-    _class_max_rows(x, _NO_TABLE, False, nc, best)
+    class_max_rows(x, _NO_TABLE, False, nc, best)
 
 
 @jit(parallel=True)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .metrics import box_iou
+from .task_gate import GATED_TASKS, compare_task_with_checkpoint, format_task_gate, verify_files
 from .torch_export import ExportError
 from .verify import NMS_MARGIN, nms_borderline
 
@@ -110,11 +111,20 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
         shutil.copyfile(pt, local)  # Ultralytics writes next to the .pt; the source folder may be read-only
         try:
             with _quiet():
-                onnx_path = YOLO(local).export(format="onnx", imgsz=model_imgsz, dynamic=dynamic, simplify=True,
-                                               opset=17, device="cpu", verbose=False)
+                model = YOLO(local)
+                task = model.task
+                if task == "classify" and imgsz is None:  # a classifier runs at the size it was trained at
+                    model_imgsz = (getattr(model, "ckpt", None) or {}).get("train_args", {}).get("imgsz") or 224
+                onnx_path = model.export(format="onnx", imgsz=model_imgsz, dynamic=dynamic, simplify=True,
+                                         opset=17, device="cpu", verbose=False)
         except Exception as exc:  # noqa: BLE001 - Ultralytics raises many types; name it and stop
             raise ExportError(f"{pt}: Ultralytics' exporter failed: {type(exc).__name__}: {exc}") from None
         t_export = time.perf_counter() - t0
+        if task in GATED_TASKS:  # no boxes: the task's own gate, fp32 as Ultralytics wrote it
+            return _export_gated_task(task, pt, local, str(onnx_path), out, precision=precision, imgsz=model_imgsz,
+                                      verify_images=verify_images if verify_images is not None else calib,
+                                      force=force, threads=threads, dynamic=dynamic, t0=t0, t_export=t_export,
+                                      progress=verify_progress)
         staged = os.path.join(tmp, "finished.onnx")
         report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib, calib_max=calib_max,
                              verify_images=verify, force=True, threads=threads, progress=progress,
@@ -137,6 +147,33 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
         _copy_as(staged, out, umask_mode())
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _export_gated_task(task: str, pt: str, local: str, onnx_path: str, out: str, *, precision: str, imgsz: Any,
+                       verify_images: Any, force: bool, threads: int | None, dynamic: bool, t0: float,
+                       t_export: float, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """Classify / semantic / depth: Ultralytics' fp32 ONNX as is, gated by ``task_gate`` against ``pt``."""
+    from .finish import umask_mode
+
+    if precision != "fp32":
+        raise ExportError(f"{pt}: precision {precision!r} is not supported for task {task!r} yet (fp32 only)")
+    files = verify_files(verify_images)
+    gate = compare_task_with_checkpoint(task, local, onnx_path, _read_all(files), imgsz=imgsz, threads=threads,
+                                        progress=progress, quiet=_quiet)
+    gate["verify_from"] = f"{len(files)} images" if files else "no images"
+    problems = list(gate["problems"])
+    if not gate["verified"] and verify_images is not None:
+        problems.append(f"not verified: no readable images in {verify_images!r}")
+    ok = not problems
+    if not ok and not force:
+        raise ExportError(f"{out}: the exported model disagrees with {pt} ({'; '.join(problems)}); "
+                          "nothing written (--force keeps it anyway)")
+    _copy_as(onnx_path, out, umask_mode())
+    table = f"task {task}: Ultralytics' fp32 ONNX ({os.path.getsize(out)} bytes, dynamic={dynamic})"
+    return {"task": task, "path": os.path.abspath(out), "checkpoint": os.path.abspath(pt), "precision": precision,
+            "dynamic": dynamic, "export_seconds": round(t_export, 2), "checkpoint_gate": gate, "ok": ok,
+            "forced": not ok, "verified": gate["verified"], "problems": problems, "table": table,
+            "bytes": os.path.getsize(out), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _read_all(files: Sequence[str]) -> list[tuple[str, np.ndarray]]:
@@ -302,6 +339,8 @@ def _match(rb: np.ndarray, rk: np.ndarray, nb: np.ndarray, nk: np.ndarray, iou_m
 
 def format_gate(gate: dict[str, Any]) -> str:
     """One line per image shape: what the checkpoint and the ONNX agreed on."""
+    if gate.get("task") in GATED_TASKS:
+        return format_task_gate(gate)
     if not gate["verified"]:
         where = gate.get("verify_from", f"{len(gate['per_image'])} images")
         return (f"checkpoint gate: NOT VERIFIED (the checkpoint's own predictor found nothing on {where}; pass "

@@ -10,7 +10,7 @@ from . import checks
 from .draw import class_color
 from .errors import EdgerunValueError
 
-__all__ = ["draw_masks", "draw_keypoints", "draw_landmarks", "draw_label_map", "draw_text_lines"]
+__all__ = ["draw_masks", "draw_keypoints", "draw_landmarks", "draw_label_map", "draw_depth", "draw_text_lines"]
 
 
 def _image(image) -> np.ndarray:
@@ -73,6 +73,26 @@ def draw_label_map(image: np.ndarray, label_map: np.ndarray, *, alpha: float = 0
     keep = np.ones(lm.shape, bool) if background is None else lm != background
     a = checks.finite_float("alpha", alpha, 0.0, 1.0)
     img[keep] = (img[keep] * (1 - a) + lut[lm[keep]] * a).astype(np.uint8)
+    return img
+
+
+def draw_depth(image: np.ndarray, depth: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
+    """Blend a colour-mapped (H, W) float32 depth map over ``image`` (near red, far blue: OpenCV's JET of
+    the inverse depth stretched over its range; non-finite or non-positive depths count as farthest)."""
+    import cv2
+
+    img = _image(image)
+    d = checks.array("depth", depth, np.float32, 2)
+    if d.shape != img.shape[:2]:
+        raise EdgerunValueError(f"depth: expected shape {img.shape[:2]}, got {d.shape}")
+    a = checks.finite_float("alpha", alpha, 0.0, 1.0)
+    ok = np.isfinite(d) & (d > 0)
+    inv = np.zeros(d.shape, np.float32)
+    np.divide(1.0, d, out=inv, where=ok)
+    lo, hi = (float(inv[ok].min()), float(inv[ok].max())) if ok.any() else (0.0, 1.0)
+    u8 = np.clip((inv - lo) * (255.0 / max(hi - lo, 1e-12)), 0, 255).astype(np.uint8)
+    heat = cv2.applyColorMap(u8, cv2.COLORMAP_JET)
+    img[...] = cv2.addWeighted(img, 1 - a, heat, a, 0)
     return img
 
 

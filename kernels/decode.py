@@ -55,14 +55,14 @@ _NO_TABLE = np.zeros(1, np.float32)
 
 # ---------------------------------------------------------------- compiled helpers
 @inner
-def _ok(s, thr) -> bool:
+def score_ok(s, thr) -> bool:
     return s > thr and s < _INF  # False for NaN
 
 
 @inner
-def _class_max_rows(x, table, half, nc, best):
+def class_max_rows(x, table, half, nc, best):
     """Per-anchor max over class rows 4..4+nc of a (4+C, N) head, row by row (vectorises; NaN ignored
-    here, ``_rescan`` catches it for the few anchors above the threshold)."""
+    here, ``rescan_classes`` catches it for the few anchors above the threshold)."""
     best[:] = -_INF
     for c in range(nc):
         r = 4 + c
@@ -73,7 +73,7 @@ def _class_max_rows(x, table, half, nc, best):
 
 
 @inner
-def _rescan(x, table, half, idx, nc):
+def rescan_classes(x, table, half, idx, nc):
     """For anchors ``idx`` of a (4+C, N) head: first argmax class and score; NaN anywhere -> score NaN."""
     sc, cl = np.empty(idx.shape[0], np.float32), np.empty(idx.shape[0], np.int32)
     for t in range(idx.shape[0]):
@@ -118,7 +118,7 @@ def _score_rows(x, table, half, rows, nc, thr):
                 best, arg = v, c
                 if v != v:
                     break
-        if _ok(best, thr):
+        if score_ok(best, thr):
             idx[k], sc[k], cl[k] = j, best, arg
             k += 1
     return idx[:k], sc[:k], cl[:k]
@@ -146,13 +146,18 @@ def _xywh_to_xyxy(v):
 
 
 @inner
-def _finish(bx, sc, cl, ix, cap):
-    """Drop non-finite boxes, sort by score (stable), keep at most ``cap``."""
-    n = sc.shape[0]
+def finish_candidates(bx, sc, cl, ix, cap):
+    """Drop rows of ``bx`` (K, D) float32 with a non-finite value, sort by score (stable), keep at most ``cap``
+    (shared by the detect and OBB decoders)."""
+    n, d = sc.shape[0], bx.shape[1]
     good = np.empty(n, np.int64)
     k = 0
     for t in range(n):
-        if np.isfinite(bx[t, 0]) and np.isfinite(bx[t, 1]) and np.isfinite(bx[t, 2]) and np.isfinite(bx[t, 3]):
+        ok = True
+        for q in range(d):
+            if not np.isfinite(bx[t, q]):
+                ok = False
+        if ok:
             good[k] = t
             k += 1
     s = np.empty(k, np.float32)
@@ -160,38 +165,47 @@ def _finish(bx, sc, cl, ix, cap):
         s[t] = sc[good[t]]
     order = sort_desc(s)
     m = min(k, cap)
-    ob, os_ = np.empty((m, 4), np.float32), np.empty(m, np.float32)
+    ob, os_ = np.empty((m, d), np.float32), np.empty(m, np.float32)
     oc, oi = np.empty(m, np.int32), np.empty(m, np.int32)
     for t in range(m):
         j = good[order[t]]
-        ob[t, 0], ob[t, 1], ob[t, 2], ob[t, 3] = bx[j, 0], bx[j, 1], bx[j, 2], bx[j, 3]
+        for q in range(d):
+            ob[t, q] = bx[j, q]
         os_[t], oc[t], oi[t] = sc[j], cl[j], ix[j]
     return ob, os_, oc, oi
 
 
 # ---------------------------------------------------------------- head kernels
-@jit
-def _decode_v8(x, table, half, nc, thr, cap):
+@inner
+def class_candidates(x, table, half, nc, thr):
+    """Anchors of a (4+C+E, N) head whose best class score (rows 4..4+nc) is > thr: (index int32, score,
+    class int32) in anchor order; an anchor with a NaN class score is dropped (torch amax propagates NaN).
+    Shared by the detect and OBB decoders."""
     n = x.shape[1]
     best = np.empty(n, np.float32)
-    _class_max_rows(x, table, half, nc, best)
+    class_max_rows(x, table, half, nc, best)
     idx = np.empty(n, np.int32)
     k = 0
     for j in range(n):
-        if _ok(best[j], thr):
+        if score_ok(best[j], thr):
             idx[k] = j
             k += 1
-    sc, cl = _rescan(x, table, half, idx[:k], nc)
+    sc, cl = rescan_classes(x, table, half, idx[:k], nc)
     keep = np.empty(k, np.int64)
     m = 0
     for t in range(k):
-        if sc[t] == sc[t]:  # an anchor with a NaN class score is dropped (torch amax propagates NaN)
+        if sc[t] == sc[t]:
             keep[m] = t
             m += 1
-    idx, sc, cl = idx[keep[:m]], sc[keep[:m]], cl[keep[:m]]
+    return idx[keep[:m]], sc[keep[:m]], cl[keep[:m]]
+
+
+@jit
+def _decode_v8(x, table, half, nc, thr, cap):
+    idx, sc, cl = class_candidates(x, table, half, nc, thr)
     bx = _gather4(x, table, half, idx, True)
     _xywh_to_xyxy(bx)
-    return _finish(bx, sc, cl, idx, cap)
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
 @jit
@@ -200,7 +214,7 @@ def _decode_v5(x, table, half, nc, thr, cap):
     idx, sc, cl = _score_rows(x, table, half, rows, nc, thr)
     bx = _gather4(x, table, half, idx, False)
     _xywh_to_xyxy(bx)
-    return _finish(bx, sc, cl, idx, cap)
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
 @inner
@@ -228,22 +242,30 @@ def _decode_yolox(x, table, half, nc, thr, cap, strides, in_h, in_w):
     bx = _gather4(x, table, half, idx, False)
     _yolox_boxes(bx, idx, strides, in_h, in_w)
     _xywh_to_xyxy(bx)
-    return _finish(bx, sc, cl, idx, cap)
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
-@jit
-def _decode_e2e(x, table, half, thr, cap):
+@inner
+def end2end_rows(x, table, half, thr):
+    """Rows of a (K, 6+) end2end output (.., score at 4, class at 5, ..) with score > thr and a finite int32
+    class: (index int32, score, class int32) in row order (shared by the detect and OBB decoders)."""
     n = x.shape[0]
     idx, sc, cl = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.int32)
     k = 0
     for j in range(n):
         s = table[np.intp(x[j, 4])] if half else np.float32(x[j, 4])
         c = table[np.intp(x[j, 5])] if half else np.float32(x[j, 5])
-        if _ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
+        if score_ok(s, thr) and c >= -2.0**31 and c < 2.0**31:  # also rejects NaN classes
             idx[k], sc[k], cl[k] = j, s, np.int32(c)
             k += 1
-    bx = _gather4(x, table, half, idx[:k], False)
-    return _finish(bx, sc[:k], cl[:k], idx[:k], cap)
+    return idx[:k], sc[:k], cl[:k]
+
+
+@jit
+def _decode_e2e(x, table, half, thr, cap):
+    idx, sc, cl = end2end_rows(x, table, half, thr)
+    bx = _gather4(x, table, half, idx, False)
+    return finish_candidates(bx, sc, cl, idx, cap)
 
 
 # ---------------------------------------------------------------- validation + public API
@@ -284,7 +306,8 @@ def _yolox_grid(strides, input_hw, n: int, shape) -> tuple[np.ndarray, int, int]
     return np.asarray(st, np.int64), in_h, in_w
 
 
-def _split(x: np.ndarray) -> tuple:
+def half_split(x: np.ndarray) -> tuple:
+    """(x, table, half) as the kernels take them: float16 is passed as its uint16 bits plus the table."""
     if x.dtype == np.float16:
         return x.view(np.uint16), _f16_table(), True
     return x, _NO_TABLE, False
@@ -309,13 +332,13 @@ def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_
             raise EdgerunValueError(f"output: expected (1, 4+C+E, N) with channels first for head 'yolov8', "
                                     f"got {output.shape}; transpose it, or pass num_classes if it is right")
         nc = _num_classes(num_classes, rows - 4, head, output.shape)
-        return Candidates(*_decode_v8(*_split(x), nc, thr, cap))
+        return Candidates(*_decode_v8(*half_split(x), nc, thr, cap))
     if head == "end2end":
         if cols < 6:
             raise EdgerunValueError(f"output: expected (1, K, 6) for head 'end2end', got {output.shape}")
-        return Candidates(*_decode_e2e(*_split(x), thr, cap))
+        return Candidates(*_decode_e2e(*half_split(x), thr, cap))
     nc = _num_classes(num_classes, cols - 5, head, output.shape)
     if head == "yolov5":
-        return Candidates(*_decode_v5(*_split(x), nc, thr, cap))
+        return Candidates(*_decode_v5(*half_split(x), nc, thr, cap))
     grid = _yolox_grid(strides, input_hw, rows, output.shape)
-    return Candidates(*_decode_yolox(*_split(x), nc, thr, cap, *grid))
+    return Candidates(*_decode_yolox(*half_split(x), nc, thr, cap, *grid))

@@ -75,8 +75,9 @@ def _is_desc(s) -> bool:
 
 
 @inner
-def _order_finite(scores):
-    """Indices of the non-NaN scores, in descending score order with stable ties."""
+def order_finite(scores):
+    """Indices of the non-NaN scores, in descending score order with stable ties (an inner kernel, shared with
+    the OBB NMS)."""
     n = scores.shape[0]
     valid = np.empty(n, np.int64)
     m = 0
@@ -99,7 +100,7 @@ def _order_finite(scores):
 @jit
 def _nms_kernel(xyxy, scores, cls, n_cls, iou_threshold, max_det):
     """Greedy NMS. ``cls`` in [0, n_cls) (all zeros for agnostic). Returns kept indices (int64)."""
-    order = _order_finite(scores)
+    order = order_finite(scores)
     thr = np.float32(iou_threshold)  # compare in float32, as torchvision does (IoU 4/80 vs 0.05: equal)
     cap = min(max_det, order.shape[0])
     keep = np.empty(cap, np.int64)

@@ -20,13 +20,13 @@ from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueE
 _WHERE = {
     "open_model": "tasks.dispatch", "Detector": "tasks.detector", "PoseDetector": "tasks.pose",
     "Segmenter": "tasks.segmenter", "Classifier": "tasks.classifier", "FaceDetector": "tasks.face",
-    "SemanticSegmenter": "tasks.semantic",
-    "Detections": "results", "Classifications": "results", "SemanticMask": "results",
+    "SemanticSegmenter": "tasks.semantic", "ObbDetector": "tasks.obb", "DepthEstimator": "tasks.depth",
+    "Detections": "results", "Classifications": "results", "SemanticMask": "results", "DepthMap": "results",
     "ModelSpec": "spec", "resolve_spec": "spec", "Session": "session", "ModelError": "session",
     "cpu_budget": "session", "stream": "streaming.runner", "StreamRunner": "streaming.runner",
     "StreamResult": "streaming.runner", "ByteTracker": "streaming.tracker",
-    **{name: "tasks.options" for name in ("ModelOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions",
-                                          "FaceOptions", "ClassifierOptions", "SemanticOptions")},
+    **{name: "tasks.options" for name in ("ModelOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "ObbOptions",
+                                          "FaceOptions", "ClassifierOptions", "SemanticOptions", "DepthOptions")},
 }
 
 __all__ = [*_WHERE, "EdgerunError", "EdgerunTypeError", "EdgerunValueError"]

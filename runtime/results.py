@@ -8,7 +8,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
 
-__all__ = ["Detections", "Classifications", "SemanticMask"]
+__all__ = ["Detections", "Classifications", "SemanticMask", "DepthMap"]
 
 
 @dataclass
@@ -18,7 +18,9 @@ class Detections:
     Fields follow ``supervision.Detections`` (so ``sv.Detections(xyxy=d.xyxy, ...)`` is free):
     ``xyxy`` (N, 4) float32, ``confidence`` (N,) float32, ``class_id`` (N,) int64, optional
     ``mask`` (N, H, W) bool and ``tracker_id`` (N,) int64, and ``data`` for extra per-object arrays
-    (e.g. ``data["keypoints"]``). ``timings`` holds per-stage milliseconds (``preprocess``,
+    (e.g. ``data["keypoints"]``; oriented boxes: ``data["xyxyxyxy"]`` (N, 4, 2) corners and
+    ``data["xywhr"]`` (N, 5) centre, size, angle in radians, with ``xyxy`` their axis-aligned bounds,
+    supervision's convention). ``timings`` holds per-stage milliseconds (``preprocess``,
     ``inference``, ``postprocess``; also as Ultralytics' ``speed``); ``image_shape`` is the source
     (height, width); ``names`` is the model's class-name table (the spec's own tuple, not a copy),
     so ``to_records()`` and ``to_supervision()`` name the classes.
@@ -119,7 +121,8 @@ class Detections:
 
     def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per object: ``xyxy``, ``confidence``, ``class_id``, ``class_name``
-        (from ``names``, default the model's ``self.names``)."""
+        (from ``names``, default the model's ``self.names``), plus ``tracker_id``, keypoints, landmarks
+        and the oriented box (``xyxyxyxy`` corners, ``xywhr``) when present."""
         names = self.names if names is None or not len(names) else names
         out = []
         for i in range(len(self)):
@@ -129,7 +132,7 @@ class Detections:
                    "class_name": _name(names, c)}
             if self.tracker_id is not None:
                 rec["tracker_id"] = int(self.tracker_id[i])
-            for key in ("keypoints", "keypoint_confidence", "landmarks"):
+            for key in ("keypoints", "keypoint_confidence", "landmarks", "xyxyxyxy", "xywhr"):
                 if key in self.data:
                     rec[key] = np.round(self.data[key][i].astype(np.float64), 3).tolist()
             out.append(rec)
@@ -191,11 +194,38 @@ class SemanticMask:
                  "fraction": round(int(n) / total, 5)} for c, n in enumerate(counts) if n]
 
 
+@dataclass
+class DepthMap:
+    """Per-pixel depth of one image: ``depth`` (H, W) float32 in source pixels, in the model's units
+    (metres for Ultralytics' YOLO26 depth models; larger is farther)."""
+
+    depth: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    names: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.depth.shape[:2]
+
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
+
+    def to_records(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """A compact JSON-ready summary (not the map): ``min``, ``median``, ``max``, ``mean``."""
+        d = self.depth
+        if d.size == 0:
+            return {}
+        return {k: round(float(f(d)), 5) for k, f in (("min", np.min), ("median", np.median), ("max", np.max),
+                                                      ("mean", np.mean))}
+
+
 def _name(names: tuple[str, ...], c: int) -> str:
     return names[c] if 0 <= c < len(names) else str(c)
 
 
-def result_record(source: str, index: int, det: Detections | Classifications | SemanticMask | None,
+def result_record(source: str, index: int, det: Detections | Classifications | SemanticMask | DepthMap | None,
                   names: tuple[str, ...], *, error: str | None = None,
                   image_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The one JSON object per frame (``edgerun predict --json``, ``stream --json``, batch rows):
@@ -203,7 +233,8 @@ def result_record(source: str, index: int, det: Detections | Classifications | S
     records, ``speed_ms`` and, for a failed frame, ``error``."""
     shape = det.image_shape if det is not None else image_shape
     h, w = (int(shape[0]), int(shape[1])) if shape else (None, None)
-    key = "classes" if isinstance(det, (Classifications, SemanticMask)) else "detections"
+    key = ("classes" if isinstance(det, (Classifications, SemanticMask)) else
+           "depth" if isinstance(det, DepthMap) else "detections")
     rec: dict[str, Any] = {"source": source, "frame": index, "width": w, "height": h,
                            key: det.to_records(names) if det is not None else [],
                            "speed_ms": {k: round(v, 3) for k, v in det.timings.items()} if det is not None else {}}
@@ -212,7 +243,7 @@ def result_record(source: str, index: int, det: Detections | Classifications | S
     return rec
 
 
-def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | None,
+def frame_record(frame: Any, det: Detections | Classifications | SemanticMask | DepthMap | None,
                  names: tuple[str, ...]) -> dict[str, Any]:
     """``result_record`` of one ``sources.Frame`` (its source, index, error and image size)."""
     shape = frame.image.shape[:2] if frame.image is not None else None

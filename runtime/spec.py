@@ -2,7 +2,10 @@
 
 Sources, in order of trust:
 1. edgerun's own schema: ONNX ``metadata_props["edgerun"]`` holding ``ModelSpec.to_metadata()`` JSON.
-2. Ultralytics' metadata (``names``, ``imgsz``, ``stride``, ``task``, ``end2end``, ``kpt_shape``).
+2. Ultralytics' metadata (``names``, ``imgsz``, ``stride``, ``task``, ``end2end``, ``args`` (its ``nms``),
+   ``kpt_shape``). A model is post-processed in the graph (head "end2end": rows of x1, y1, x2, y2 -- or
+   cx, cy, w, h for OBB --, score, class, then the task's extra columns) when ``end2end`` is true **or**
+   ``args`` has ``nms: True``, as Ultralytics' own loader decides.
 3. Inference from the graph (input/output names, shapes, dtypes); every guessed field is listed
    in ``ModelSpec.guessed`` so ``edgerun info`` can say what was assumed.
 Callers may override any field (``Detector.from_path(path, channel_order="bgr", ...)``).
@@ -25,9 +28,19 @@ log = logging.getLogger("edgerun")
 SCHEMA_KEY = "edgerun"
 SCHEMA_VERSION = 1
 
-TASKS = ("detect", "segment", "pose", "classify", "semantic", "face")
-HEADS = ("yolov8", "yolov5", "yolox", "end2end", "classify", "semantic", "yunet")
+TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb", "depth")
+HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet", "depth")
+# heads each task can read, the first being the one a ``task=`` override implies when the model's own
+# head is not among them (e.g. a detector's metadata opened with task="pose")
+TASK_HEADS = {"detect": ("yolov8", "yolov5", "yolox", "end2end"), "segment": ("yolov8", "end2end"),
+              "pose": ("yolov8", "end2end"), "obb": ("obb", "end2end"), "classify": ("classify",),
+              "semantic": ("semantic",), "face": ("yunet",), "depth": ("depth",)}
+# Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
+ULTRALYTICS_TASKS = ("detect", "segment", "pose", "classify", "obb")
 RESIZE_MODES = ("letterbox", "stretch", "center_crop")
+# "linear": OpenCV's INTER_LINEAR (Ultralytics' LetterBox); "pil_bilinear": Pillow's antialiased bilinear
+# (torchvision's Resize on a PIL image: Ultralytics' classify_transforms)
+INTERPOLATIONS = ("linear", "pil_bilinear")
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class ModelSpec:
     resize: str = "letterbox"
     rect: bool = True  # with dynamic_hw: letterbox to the minimal stride-aligned rectangle
     resize_short: int | None = None  # center_crop: short side before cropping
+    interpolation: str = "linear"  # one of INTERPOLATIONS
     pad_value: int = 114
     pad_position: str = "center"  # or "top_left" (image at top-left, padding bottom/right)
     stride: int = 32
@@ -66,6 +80,7 @@ class ModelSpec:
         _check_choice("task", self.task, TASKS)
         _check_choice("head", self.head, HEADS)
         _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         _check_choice("layout", self.layout, ("nchw", "nhwc"))
         _check_choice("input_dtype", self.input_dtype, ("float32", "float16"))
         _check_choice("channel_order", self.channel_order, ("rgb", "bgr"))
@@ -169,20 +184,36 @@ def _ultralytics_fields(meta: dict[str, str]) -> tuple[dict[str, Any], set[str]]
         if isinstance(s, (int, float)):
             out["stride"] = int(s)
     task = meta.get("task")
-    if task in ("detect", "segment", "pose", "classify"):
+    if task in ULTRALYTICS_TASKS:
         out["task"] = task
     if task == "classify":  # Ultralytics classify_transforms: resize short side, centre crop, /255
-        out.update(head="classify", resize="center_crop", softmax=False)
+        out.update(head="classify", resize="center_crop", softmax=False, interpolation="pil_bilinear")
+    if task in ("semantic", "depth"):  # YOLO26 dense heads: RGB /255 (no family guesses); depth stretches
+        out.update(task=task, head=task, resize="letterbox" if task == "semantic" else "stretch", scale=1 / 255,
+                   mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     if "kpt_shape" in meta:
         k = _literal(meta["kpt_shape"])
         if isinstance(k, (list, tuple)) and len(k) == 2:
             out["kpt_shape"] = (int(k[0]), int(k[1]))
-    if str(meta.get("end2end", "")).lower() == "true":
+    args = _literal(meta.get("args", "{}"))
+    nms_in_graph = isinstance(args, dict) and args.get("nms") is True
+    if str(meta.get("end2end", "")).lower() == "true" or nms_in_graph:  # Ultralytics' AutoBackend rule
         out["end2end"] = True
         out["head"] = "end2end"
-    if out:  # Ultralytics (and YOLOv5) exports: letterbox 114 centred, RGB /255
+    else:
+        if "end2end" in meta or "args" in meta:
+            out["end2end"] = False
+        if task == "obb":
+            out["head"] = "obb"
+        elif task in ("detect", "segment", "pose") and meta.get("head", "Detect") != "RTDETRDecoder":
+            out["head"] = "yolov8"  # Ultralytics' raw one-to-many head (1, 4 + C + extra, N)
+    if out:  # what the exporter said, for ``edgerun info``
         out["source"] = {"framework": "ultralytics", "version": meta.get("version", "")}
-    return out, set(out)
+        if "head" in meta:
+            out["source"]["head"] = meta["head"]
+        if isinstance(args, dict) and "nms" in args:
+            out["source"]["nms"] = args["nms"]
+    return out, set(out)  # Ultralytics (and YOLOv5) exports: letterbox 114 centred, RGB /255
 
 
 def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str, Any] | None = None
@@ -190,7 +221,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     """Build the ModelSpec of a model from its metadata and graph, then apply caller overrides.
 
     ``inputs``/``outputs`` are sequences of objects with ``name``, ``shape`` (ints or None) and
-    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``.
+    ``dtype``. Fields neither in metadata nor overridden are inferred and listed in ``guessed``. A
+    ``task`` override keeps the model's head when the task can read it (``TASK_HEADS``), else implies
+    the task's own head.
     """
     overrides = dict(overrides or {})
     fields, known = spec_from_metadata(metadata)
@@ -203,6 +236,9 @@ def resolve_spec(metadata: dict[str, str], inputs, outputs, overrides: dict[str,
     guessed = sorted(k for k in graph if k not in known)
     merged = {**graph, **fields, "guessed": tuple(guessed)}
     valid = {f.name for f in dataclasses.fields(ModelSpec)}
+    task, readable = overrides.get("task"), TASK_HEADS.get(overrides.get("task"), ())
+    if task and "head" not in overrides and merged.get("head") not in readable and task != "detect" and readable:
+        return resolve_spec(metadata, inputs, outputs, {**overrides, "head": readable[0]})
     spec = ModelSpec(**{k: v for k, v in merged.items() if k in valid})
     if guessed:
         log.info("edgerun: inferred from the graph (no metadata): %s", ", ".join(guessed))
@@ -294,6 +330,8 @@ def _guess_conventions(outputs, shapes, fields: dict[str, Any], size) -> dict[st
 def _channels_first(rows: int, outputs, shapes, fields: dict[str, Any], task: str) -> dict[str, Any]:
     """Ultralytics' channels-first head (1, 4 + C + extra, N); N may be symbolic (dynamic H/W exports
     declare ``(batch, rows, anchors)``), the row count alone gives the classes."""
+    if task == "obb":  # 4 + C + 1: the angle row last
+        return {"head": "obb", "num_classes": rows - 5}
     if task == "segment" or len(outputs) == 2:
         extra = shapes[1][1] if len(shapes) > 1 and len(shapes[1]) > 1 and shapes[1][1] else 32
         return {"head": "yolov8", "task": "segment", "num_classes": rows - 4 - extra}
@@ -301,6 +339,23 @@ def _channels_first(rows: int, outputs, shapes, fields: dict[str, Any], task: st
         k = fields["kpt_shape"]
         return {"head": "yolov8", "task": "pose", "num_classes": rows - 4 - k[0] * k[1]}
     return {"head": "yolov8", "num_classes": rows - 4}
+
+
+def _end2end_task(extra: int, shapes, fields: dict[str, Any], task: str) -> dict[str, Any] | None:
+    """The task of an NMS-free / in-graph-NMS output (1, K, 6 + extra): detect (no extra), segment (the
+    prototypes' M coefficients), pose (K*D of ``kpt_shape``), obb (one angle; only when the task is
+    known: a 7-column output is otherwise ambiguous). None when ``extra`` fits none of them."""
+    protos = shapes[1] if len(shapes) == 2 and len(shapes[1]) == 4 else None
+    kpt = fields.get("kpt_shape")
+    if extra == 0 and task in ("detect", None):
+        return {"head": "end2end", "end2end": True}
+    if protos is not None and protos[1] == extra and task in ("segment", "detect", None):
+        return {"head": "end2end", "end2end": True, "task": "segment"}
+    if kpt and extra == kpt[0] * kpt[1] and task in ("pose", "detect", None):
+        return {"head": "end2end", "end2end": True, "task": "pose"}
+    if task == "obb" and extra == 1:
+        return {"head": "end2end", "end2end": True}
+    return None
 
 
 def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
@@ -317,8 +372,10 @@ def _guess_head(outputs, fields: dict[str, Any], size: tuple[int, int]) -> dict[
     if len(first) != 3 or not all(isinstance(d, int) for d in first[1:]):
         return {}  # left for the task's own validation to report with the shapes
     a, b = first[1], first[2]
-    if b == 6 and a <= 1000:  # (1, K, 6): boxes already NMSed inside the model
-        return {"head": "end2end"}
+    if a <= 1000 and b >= 6 and a >= b:  # (1, K, 6 + E): post-processed in the graph, when E fits a task
+        e2e = _end2end_task(b - 6, shapes, fields, task)
+        if e2e is not None:
+            return e2e
     if a < b:  # channels-first Ultralytics head: (1, 4 + C + extra, N)
         return _channels_first(a, outputs, shapes, fields, task)
     # rows-first (1, N, 5 + C): YOLOv5/v7 (3 anchors a cell, decoded) or YOLOX (1 a cell, raw grid)

@@ -34,6 +34,25 @@ def zidane_bgr():
     return cv2.imread(str(shared_file("images", "zidane.jpg")))
 
 
+@pytest.fixture(scope="session")
+def ultra_zoo(tmp_path_factory):
+    """The export lane's model zoo (tests/export/ultra_zoo.py: Ultralytics yamls, seeded, exported) over
+    one folder per session (``$EDGERUN_ZOO_DIR`` keeps it between runs while developing). Skips
+    without the ultralytics extra."""
+    import os
+    import sys
+
+    pytest.importorskip("ultralytics", reason="needs the ultralytics extra (CI's export lane: "
+                        "pip install torch==2.14.1 torchvision==0.29.1, then ultralytics==8.4.190)")
+    sys.path.insert(0, str(ROOT / "tests" / "export"))
+    from ultra_zoo import Zoo
+
+    zoo = Zoo(os.environ.get("EDGERUN_ZOO_DIR") or tmp_path_factory.mktemp("ultra_zoo"))
+    yield zoo
+    if zoo.timings:
+        print(f"\nultra_zoo: built {len(zoo.timings)} files in {sum(zoo.timings.values()):.1f} s")
+
+
 # Property tests are derandomized: CI runs the same examples every time (seeded randomness only).
 from hypothesis import settings as _hyp_settings  # noqa: E402
 

@@ -29,10 +29,10 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
-def match(pred_xyxy, pred_conf, pred_cls, ref_xyxy, ref_conf, ref_cls, iou_min: float):
+def match(pred_xyxy, pred_conf, pred_cls, ref_xyxy, ref_conf, ref_cls, iou_min: float, iou=None):
     """Greedy one-to-one matching (highest IoU first, same class). Returns pairs, unmatched pred
-    indices and unmatched ref indices."""
-    iou = iou_matrix(pred_xyxy, ref_xyxy)
+    indices and unmatched ref indices. ``iou``: a precomputed (pred, ref) overlap matrix to use instead."""
+    iou = iou_matrix(pred_xyxy, ref_xyxy) if iou is None else np.asarray(iou, np.float64)
     same = np.asarray(pred_cls)[:, None] == np.asarray(ref_cls)[None, :]
     iou = np.where(same, iou, 0.0)
     pairs, used_p, used_r = [], set(), set()

@@ -256,7 +256,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, help="CPU threads (default: all this process may use)")
     pr.add_argument("--save", metavar="DIR", help="write annotated images/videos into DIR (created)")
     pr.add_argument("--json", action="store_true", help="one JSON object per frame on stdout")
-    pr.add_argument("--task", choices=("detect", "segment", "pose", "classify", "face", "semantic"),
+    pr.add_argument("--task", choices=("detect", "segment", "pose", "obb", "classify", "face", "semantic", "depth"),
                     help="override the task read from the model (default: from metadata or the graph)")
     pr.add_argument("--head", help="override the output head (yolov8, yolov5, yolox, end2end)")
     pr.add_argument("--num-classes", type=int, help="override the class count")

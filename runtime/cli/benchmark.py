@@ -193,10 +193,10 @@ def _measure_group(cfg: BenchConfig, src: FrameSource, source_path: str, threads
 
 
 def _detector(cfg: BenchConfig, threads: int):
-    from ..tasks.detector import Detector
+    from ..tasks.dispatch import open_model
 
     overrides = {"input_size": cfg.imgsz} if cfg.imgsz else {}
-    det = Detector.from_path(cfg.model, threads=threads or None, spin=cfg.spin, **overrides)
+    det = open_model(cfg.model, threads=threads or None, spin=cfg.spin, **overrides)  # any task
     shape = det.session.inputs[0].shape
     hw = shape[2:4] if det.spec.layout == "nchw" else shape[1:3]
     if cfg.imgsz and all(isinstance(d, int) for d in hw) and tuple(hw) != tuple(cfg.imgsz):

@@ -15,7 +15,7 @@ from edgerun.kernels.errors import EdgerunError
 
 from . import UsageError, compile_notice
 from ..progress import Progress
-from ..results import Classifications, Detections, SemanticMask, frame_record
+from ..results import Classifications, DepthMap, Detections, SemanticMask, frame_record
 from ..sources import VIDEO_EXTS, Frame, ImageError, expand_source, iter_frames, read_image, video_fps
 
 __all__ = ["run_predict", "resolve_inputs", "expand_inputs", "DEMO_MODEL"]
@@ -206,7 +206,7 @@ def _isatty(stream) -> bool:
         return False
 
 
-def _summary(frame: Frame, det: Detections | Classifications | SemanticMask, names: tuple[str, ...]) -> str:
+def _summary(frame: Frame, det: Detections | Classifications | SemanticMask | DepthMap, names: tuple[str, ...]) -> str:
     counts: dict[str, int] = {}
     for c in getattr(det, "class_id", ()):
         n = names[c] if 0 <= c < len(names) else str(c)
@@ -217,6 +217,9 @@ def _summary(frame: Frame, det: Detections | Classifications | SemanticMask, nam
                          for c, p in zip(det.class_id.tolist(), det.confidence.tolist()))
     if isinstance(det, SemanticMask):  # share of the image per class
         objs = ", ".join(f"{r['class_name']} {r['fraction']:.0%}" for r in det.to_records(names))
+    if isinstance(det, DepthMap):  # the range, not the map
+        r = det.to_records()
+        objs = f"depth {r['min']:.3g}..{r['max']:.3g} (median {r['median']:.3g})" if r else "empty depth map"
     t = det.timings
     where = f"{frame.source}" + (f"#{frame.index}" if frame.index else "")
     return (f"{where}: {objs} ({t['preprocess']:.1f} ms pre, {t['inference']:.1f} ms inference, "

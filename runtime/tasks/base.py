@@ -23,6 +23,7 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
 from edgerun.kernels.preprocess import Geometry, letterbox, plan
+from edgerun.kernels.resample import pil_resize
 
 from ..session import Session
 from ..spec import ModelSpec, fit_input_size, resolve_spec
@@ -32,6 +33,23 @@ __all__ = ["Task", "STAGES", "frame_size", "stamp", "load", "task_class"]
 
 STAGES = ("preprocess", "inference", "postprocess")  # the keys of every result's ``timings``
 Clock = Callable[[str], None]  # called with a stage's name right after the stage ends
+
+
+_TO_BGR = {"gray": "COLOR_GRAY2BGR", "nv12": "COLOR_YUV2BGR_NV12", "nv21": "COLOR_YUV2BGR_NV21",
+           "i420": "COLOR_YUV2BGR_I420", "yuyv": "COLOR_YUV2BGR_YUYV"}
+
+
+def to_bgr(image: np.ndarray, pixel_format: str) -> np.ndarray:
+    """A raw frame buffer as a (H, W, 3) uint8 BGR image (OpenCV's conversions)."""
+    import cv2
+
+    if pixel_format == "bgr":
+        return image
+    if pixel_format == "rgb":
+        return np.ascontiguousarray(image[:, :, ::-1])
+    if pixel_format not in _TO_BGR:
+        raise EdgerunValueError(f"pixel_format: expected one of bgr, rgb, {', '.join(_TO_BGR)}, got {pixel_format!r}")
+    return cv2.cvtColor(np.ascontiguousarray(image), getattr(cv2, _TO_BGR[pixel_format]))
 
 
 def frame_size(image: np.ndarray, pixel_format: str = "bgr") -> tuple[int, int]:
@@ -136,6 +154,8 @@ class Task:
         if out is None:
             out = self._buffer(self.tensor_shape(1, geo))
         s = self.spec
+        if s.interpolation == "pil_bilinear":
+            return out, self._pil_preprocess(image, pixel_format, out, geo)
         _, geo = letterbox(image, s.input_size, pixel_format=pixel_format, mode=self.resize_mode,
                            stride=s.stride, pad_value=s.pad_value, pad_position=s.pad_position,
                            channel_order=s.channel_order, scale=s.scale, mean=s.mean, std=s.std,
@@ -199,6 +219,23 @@ class Task:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
+    def _pil_preprocess(self, image: np.ndarray, pixel_format: str, out: np.ndarray, geo: Geometry) -> Geometry:
+        """Pillow's antialiased bilinear resize (torchvision ``Resize`` on a PIL image, as Ultralytics'
+        ``classify_transforms``) of the planned region, then colour/normalise/layout with no resampling."""
+        s = self.spec
+        fmt = pixel_format
+        if fmt not in ("bgr", "rgb"):  # other formats: OpenCV's conversion to BGR first
+            image, fmt = to_bgr(image, fmt), "bgr"
+        top, left = -geo.top, -geo.left
+        if top < 0 or left < 0 or top + geo.dst_h > geo.new_h or left + geo.dst_w > geo.new_w:
+            raise EdgerunValueError(f"interpolation 'pil_bilinear' needs the resized {geo.new_w}x{geo.new_h} image "
+                                    f"to cover the {geo.dst_w}x{geo.dst_h} input (resize_short >= the input side)")
+        crop = pil_resize(image, (geo.new_h, geo.new_w), region=(top, left, geo.dst_h, geo.dst_w))
+        letterbox(crop, (geo.dst_h, geo.dst_w), pixel_format=fmt, mode="stretch", channel_order=s.channel_order,
+                  scale=s.scale, mean=s.mean, std=s.std, layout="chw" if s.layout == "nchw" else "hwc",
+                  dtype=self.tensor_dtype, out=out[0])
+        return geo
+
     def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         """This thread's reused input buffer of ``shape``."""
         bufs = getattr(self._local, "bufs", None)

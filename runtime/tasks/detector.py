@@ -35,17 +35,23 @@ class Detector(Task):
 
     Options = DetectorOptions
     TASK = "detect"
+    HEADS = DETECTION_HEADS  # the heads this class reads
 
     def __init__(self, session: Session, spec: ModelSpec, options: DetectorOptions | None = None):
-        if spec.head not in DETECTION_HEADS:
-            raise ModelError(f"{session.path}: head {spec.head!r} (task {spec.task!r}) is not a detection "
-                             f"head; expected one of {DETECTION_HEADS}")
-        _check_outputs(session, spec)
+        if spec.head not in self.HEADS:
+            raise ModelError(f"{session.path}: head {spec.head!r} (task {spec.task!r}) is not a "
+                             f"{self.TASK} head; expected one of {self.HEADS}")
+        self.check_outputs(session, spec)
         super().__init__(session, spec, options)
         o = self.options
         self.score_threshold, self.iou_threshold = o.score_threshold, o.iou_threshold
         self.max_detections, self.max_candidates = o.max_detections, o.max_candidates
         self.class_agnostic = o.class_agnostic
+
+    @staticmethod
+    def check_outputs(session: Session, spec: ModelSpec) -> None:
+        """Refuse, when the model opens, outputs that do not fit the head (subclasses check their own)."""
+        _check_outputs(session, spec)
 
     def detect(self, image: np.ndarray, pixel_format: str = "bgr") -> Detections:
         """Boxes of one frame (``run``)."""
@@ -95,11 +101,11 @@ def _check_outputs(session: Session, spec: ModelSpec) -> None:
     elif ok and spec.head in ("yolov5", "yolox") and cols is not None:
         ok = cols == 5 + spec.num_classes
     elif ok and spec.head == "end2end" and cols is not None:
-        ok = cols == 6
+        ok = cols >= 6  # x1, y1, x2, y2, score, class + the task's extra columns (checked by the task)
     if not ok:
         raise ModelError(
             f"{session.path}: outputs {[(o.name, o.shape) for o in session.outputs]} match no known "
             f"detection head for head={spec.head!r} num_classes={spec.num_classes}. Known heads: "
-            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6). "
+            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6+E). "
             "Override with Detector.from_path(path, head=..., num_classes=...) or "
             "`edgerun predict --head ... --num-classes ...`.")

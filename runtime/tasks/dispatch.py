@@ -16,10 +16,12 @@ import numpy as np
 from edgerun.kernels.errors import EdgerunValueError
 
 from .classifier import Classifier
+from .depth import DepthEstimator
 from .detector import Detector
 from .face import FaceDetector
+from .obb import ObbDetector
 from .pose import COCO_SKELETON, PoseDetector
-from ..results import Classifications, SemanticMask
+from ..results import Classifications, DepthMap, SemanticMask
 from .segmenter import Segmenter
 from .semantic import SemanticSegmenter
 from ..spec import TASKS
@@ -30,15 +32,12 @@ __all__ = ["open_model", "annotate", "warmup_tasks", "TASK_CLASSES", "all_option
 
 # spec task -> the class serving it (each class's TASK); a new task adds its class here
 TASK_CLASSES: dict[str, type[Task]] = {cls.TASK: cls for cls in (
-    Detector, PoseDetector, Segmenter, Classifier, FaceDetector, SemanticSegmenter)}
-# spec fields a task override implies when the model's metadata says otherwise
-_TASK_HEADS = {"classify": "classify", "detect": None, "pose": "yolov8", "segment": "yolov8", "face": "yunet",
-               "semantic": "semantic"}
+    Detector, PoseDetector, Segmenter, ObbDetector, Classifier, FaceDetector, SemanticSegmenter, DepthEstimator)}
 
 
 def open_model(path: str, task: str | None = None, *, strict: bool = True, **kwargs: Any) -> Task:
     """Open an ONNX model as the task object its spec names (or ``task``): Detector, PoseDetector,
-    Segmenter, Classifier, FaceDetector or SemanticSegmenter (``Task.open``). Keywords as
+    Segmenter, ObbDetector, Classifier, FaceDetector, SemanticSegmenter or DepthEstimator (``Task.open``). Keywords as
     ``from_path``: any task's option names, session names and ModelSpec fields; an unknown name raises
     ``TypeError`` naming the closest one. Options of another task raise ``EdgerunValueError``, or are
     dropped when ``strict=False`` (the CLI passes its thresholds to every task)."""
@@ -48,8 +47,8 @@ def open_model(path: str, task: str | None = None, *, strict: bool = True, **kwa
         raise EdgerunValueError(f"task: expected one of {supported}, got {task!r}{extra}")
     options, model = split_keywords("open_model", kwargs, all_option_names())
     if task is not None:
-        implied = {"task": task, **({"head": _TASK_HEADS[task]} if _TASK_HEADS[task] else {})}
-        model = model.replace(**{**implied, **model.overrides})
+        # the head stays the model's when the task reads it, else the task's own (spec.TASK_HEADS)
+        model = model.replace(**{"task": task, **model.overrides})
     return Task.open(path, options, model, strict=strict)
 
 
@@ -59,19 +58,26 @@ def all_option_names() -> tuple[str, ...]:
 
 
 def annotate(image: np.ndarray, result, names: tuple[str, ...] = ()) -> np.ndarray:
-    """Draw any task's result on a BGR image in place: boxes, masks, keypoints, landmarks, top-k."""
+    """Draw any task's result on a BGR image in place: boxes (rotated ones as polygons), masks, keypoints,
+    landmarks, top-k."""
     from edgerun.kernels import annotate as ann
     from edgerun.kernels.draw import draw_boxes
 
-    if isinstance(result, SemanticMask):
-        return ann.draw_label_map(image, result.label_map)
+    if isinstance(result, DepthMap):
+        return ann.draw_depth(image, result.depth)
+    if isinstance(result, SemanticMask):  # class 0 stays undrawn unless the model names it otherwise
+        return ann.draw_label_map(image, result.label_map, background=None if len(names) and names[0] != "background" else 0)
     if isinstance(result, Classifications):
         lines = [f"{names[c] if c < len(names) else c} {p:.3f}" for c, p in
                  zip(result.class_id.tolist(), result.confidence.tolist())]
         return ann.draw_text_lines(image, lines)
     if result.mask is not None:
         ann.draw_masks(image, result.mask, result.class_id)
-    draw_boxes(image, result.xyxy, result.class_id, result.confidence, names=names)
+    if "xyxyxyxy" in result.data:  # oriented boxes: their outline, not the axis-aligned bounds
+        from edgerun.kernels.draw import draw_obb
+        draw_obb(image, result.data["xyxyxyxy"], result.class_id, result.confidence, names=names)
+    else:
+        draw_boxes(image, result.xyxy, result.class_id, result.confidence, names=names)
     if "keypoints" in result.data:
         k = result.data["keypoints"]
         skeleton = COCO_SKELETON if k.shape[1] == 17 else ()
@@ -103,4 +109,13 @@ def warmup_tasks() -> int:
     decode_yunet(lv, lv, [np.zeros((1, n, 4), np.float32) for n in (16, 4, 1)],
                  [np.zeros((1, n, 10), np.float32) for n in (16, 4, 1)], input_hw=(32, 32))
     pad_chw(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 32, 32), np.float32))
-    return 10
+    from edgerun.kernels.resample import bilinear_argmax, pil_resize, resize_bilinear
+
+    pil_resize(np.zeros((8, 8, 3), np.uint8), (4, 4))  # Ultralytics classifiers
+    maps = np.zeros((2, 4, 4), np.float32)
+    for align in (False, True):  # semantic logits (False), depth (True)
+        resize_bilinear(maps, (6, 6), align_corners=align)
+    bilinear_argmax(maps, (6, 6))
+    from .warmup import warmup_obb  # the oriented-box kernels (kernels/obb.py)
+
+    return 14 + warmup_obb()

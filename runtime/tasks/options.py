@@ -21,8 +21,8 @@ from edgerun.kernels import checks
 
 from ..spec import ModelSpec
 
-__all__ = ["TaskOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "FaceOptions",
-           "ClassifierOptions", "SemanticOptions", "ModelOptions", "SPEC_FIELDS", "unknown_keyword",
+__all__ = ["TaskOptions", "DetectorOptions", "SegmenterOptions", "PoseOptions", "ObbOptions", "FaceOptions",
+           "ClassifierOptions", "SemanticOptions", "DepthOptions", "ModelOptions", "SPEC_FIELDS", "unknown_keyword",
            "split_keywords", "task_options"]
 
 MASK_MODES = ("full", "proto", "none")
@@ -95,6 +95,11 @@ class PoseOptions(DetectorOptions):
 
 
 @task_options
+class ObbOptions(DetectorOptions):
+    """As DetectorOptions; NMS is class-offset probiou Fast-NMS on the rotated boxes (raw heads only)."""
+
+
+@task_options
 class SegmenterOptions(DetectorOptions):
     """DetectorOptions plus ``masks``: "full" (source pixels), "proto" (prototype resolution) or "none"."""
 
@@ -136,6 +141,11 @@ class ClassifierOptions(TaskOptions):
 @task_options
 class SemanticOptions(TaskOptions):
     """No options yet (the label map is the whole result)."""
+
+
+@task_options
+class DepthOptions(TaskOptions):
+    """No options yet (the depth map is the whole result)."""
 
 
 @dataclass(frozen=True)

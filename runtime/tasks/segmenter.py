@@ -1,7 +1,10 @@
-"""Segmenter: YOLOv8-seg instance segmentation (boxes + masks), Ultralytics semantics.
+"""Segmenter: YOLOv8/11/26-seg instance segmentation (boxes + masks), Ultralytics semantics.
 
-Boxes go through Detector's decode + NMS (the mask-coefficient rows are ignored there). Masks are then
-built for the kept anchors only (``kernels.masks.process_masks``):
+Two heads: the raw one-to-many head (1, 4+C+M, N) goes through Detector's decode + NMS (the
+mask-coefficient rows are ignored there); the post-processed one (head "end2end": YOLO26's NMS-free
+``nms=False`` export or any ``nms=True`` export, rows x1, y1, x2, y2, score, class, M coefficients, zero
+rows as padding) through the confidence filter only. Masks are then built for the kept rows only
+(``kernels.masks.process_masks``):
 
 - ``masks="full"`` (default): ``Detections.mask`` (N, H, W) bool in source pixels, Ultralytics 8.4's
   default masks (``retina_masks=False``) mapped to the image by its ``scale_masks``; objects whose mask
@@ -38,12 +41,17 @@ class Segmenter(Detector):
 
     def __init__(self, session: Session, spec: ModelSpec, options: SegmenterOptions | None = None):
         outs = [o.shape for o in session.outputs]
-        if spec.head != "yolov8" or len(outs) < 2 or len(outs[1]) != 4:
-            raise ModelError(f"{session.path}: a segmentation model needs a yolov8 head (1, 4+C+M, N) and "
-                             f"prototypes (1, M, h, w); got head={spec.head!r}, outputs {outs}")
-        m, rows = outs[1][1], outs[0][1]
-        if isinstance(m, int) and isinstance(rows, int) and rows != 4 + spec.num_classes + m:
-            raise ModelError(f"{session.path}: output rows {rows} != 4 + {spec.num_classes} classes + {m} "
+        if spec.head not in ("yolov8", "end2end") or len(outs) < 2 or len(outs[1]) != 4 or len(outs[0]) != 3:
+            raise ModelError(f"{session.path}: a segmentation model needs a yolov8 head (1, 4+C+M, N) or an "
+                             f"end2end head (1, K, 6+M), and prototypes (1, M, h, w); got head={spec.head!r}, "
+                             f"outputs {outs}")
+        m = outs[1][1]
+        if spec.head == "end2end":
+            cols = outs[0][2]
+            if isinstance(m, int) and isinstance(cols, int) and cols != 6 + m:
+                raise ModelError(f"{session.path}: end2end output columns {cols} != 6 + {m} mask coefficients")
+        elif isinstance(m, int) and isinstance(outs[0][1], int) and outs[0][1] != 4 + spec.num_classes + m:
+            raise ModelError(f"{session.path}: output rows {outs[0][1]} != 4 + {spec.num_classes} classes + {m} "
                              "mask coefficients; check num_classes")
         super().__init__(session, spec, options)
         self.masks = self.options.masks
@@ -58,12 +66,19 @@ class Segmenter(Detector):
         det = super().postprocess(outputs, geometry, batch_index)
         raw, protos = outputs[0][batch_index], outputs[1][batch_index]
         idx = det.data["anchor_index"]
-        c0 = 4 + self.spec.num_classes
-        coef = np.ascontiguousarray(raw[c0:c0 + protos.shape[0], idx].T, dtype=np.float32)
+        m = protos.shape[0]
+        if self.spec.head == "end2end":  # rows: x1, y1, x2, y2 (tensor px), score, class, coefficients
+            coef = np.ascontiguousarray(raw[idx, 6:6 + m], dtype=np.float32)
+        else:
+            c0 = 4 + self.spec.num_classes
+            coef = np.ascontiguousarray(raw[c0:c0 + m, idx].T, dtype=np.float32)
         if self.masks == "none":
             det.data["mask_coefficients"] = coef
             return det
-        boxes = _tensor_boxes(raw, idx)
+        if self.spec.head == "end2end":
+            boxes = np.ascontiguousarray(raw[idx, :4], dtype=np.float32)
+        else:
+            boxes = _tensor_boxes(raw, idx)
         nonempty = np.empty(len(idx), np.bool_)
         masks = process_masks(protos, coef, boxes, geometry, mode=self.masks, nonempty=nonempty)
         if not nonempty.all():  # Ultralytics keeps only predictions with a mask

@@ -66,3 +66,32 @@ def warmup() -> int:
     from .dispatch import warmup_tasks  # classify / pose / segment / face / semantic kernels
 
     return n + 2 + warmup_tasks()
+
+
+def warmup_obb() -> int:
+    """Compile (or load from cache) the oriented-box kernels (kernels/obb.py) for float32 and float16 heads;
+    returns how many calls were made. Called by ``dispatch.warmup_tasks``."""
+    from edgerun.kernels.obb import (corners_to_xyxy, decode_obb, decode_obb_end2end, obb_nms, probiou,
+                                     regularize_rboxes, scale_rboxes, xywhr_to_corners)
+    from edgerun.kernels.preprocess import plan
+
+    n = 0
+    for dtype in (np.float32, np.float16):
+        raw = np.zeros((1, 4 + 2 + 1, 8), dtype)
+        raw[0, 4] = 0.9  # candidates, so the whole kernel runs
+        decode_obb(raw, num_classes=2)
+        rows = np.zeros((1, 4, 7), dtype)
+        rows[0, 0, 4] = 0.9
+        decode_obb_end2end(rows)
+        n += 2
+    xywhr = np.array([[4, 4, 4, 2, 0.3], [5, 4, 4, 2, 0.2]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    for cls in (np.zeros(2, np.int32), np.zeros(2, np.int64)):
+        for agnostic in (False, True):
+            obb_nms(xywhr, scores, cls, class_agnostic=agnostic)
+            n += 1
+    probiou(xywhr, xywhr)
+    regularize_rboxes(xywhr)
+    scale_rboxes(xywhr, plan(16, 16, 32))
+    corners_to_xyxy(xywhr_to_corners(xywhr))
+    return n + 5

@@ -10,7 +10,7 @@ import pytest
 from conftest import shared_file
 from kernel_usage import TASK_MODELS
 
-from edgerun.runtime import Detector, EdgerunValueError, open_model
+from edgerun.runtime import Detector, EdgerunValueError, ModelError, open_model
 from edgerun.runtime.cli import main
 
 
@@ -22,6 +22,8 @@ def test_open_model_errors():
     path = str(shared_file("models", "yolov8n_320_int8dyn.onnx"))
     assert type(open_model(path)) is Detector
     with pytest.raises(EdgerunValueError, match="task: expected one of"):
+        open_model(path, task="depth-of-field")
+    with pytest.raises(ModelError, match="depth output"):  # a detector's (1, 84, 2100) is no depth map
         open_model(path, task="depth")
     with pytest.raises(EdgerunValueError, match="option 'top_k' does not apply to Detector"):
         open_model(path, top_k=3)
