@@ -1,6 +1,10 @@
 """A thin ONNX Runtime wrapper for edge CPUs.
 
-- One CPU budget (``cpu_budget()``) shared by ORT's intra-op threads and Numba's kernels.
+- One CPU budget (``cpu_budget()``) shared by ORT's intra-op threads and Numba's kernels. On mixed
+  cores (``cpu_clusters``: RK3588's 4x A76 + 4x A55, Intel's P+E cores) it is the fastest cluster, and
+  ORT's pool threads are pinned there (``session.intra_op_thread_affinities``); the ``edgerun``
+  command also pins its own threads there, and with them the (serial) Numba kernels they run
+  (``use_big_cores``). ``threads=`` or ``$EDGERUN_THREADS`` choose the count instead, unpinned.
 - ORT spin-waiting is a per-use choice (``spin=``, one of ``SPIN_MODES``): ``"off"`` parks the
   intra-op threads as soon as they run out of work; ``"on"`` lets them spin-wait, which makes a
   tight loop of ``run()`` faster but keeps burning the cores after ``run()`` returns and slows
@@ -32,7 +36,8 @@ from edgerun.kernels.errors import EdgerunError, EdgerunTypeError, EdgerunValueE
 
 from .cpuload import OtherLoad, auto_spin
 
-__all__ = ["Session", "ModelError", "cpu_budget", "TensorInfo", "SPIN_MODES", "DEFAULT_SPIN", "spin_mode",
+__all__ = ["Session", "ModelError", "cpu_budget", "cpu_clusters", "CpuClusters", "use_big_cores",
+           "thread_affinities", "allowed_cpus", "TensorInfo", "SPIN_MODES", "DEFAULT_SPIN", "spin_mode",
            "spin_config"]
 
 SPIN_MODES = ("auto", "off", "on", "stop")
@@ -108,21 +113,133 @@ def _other_load_at_open() -> tuple[float | None, int]:
     return watch.sample(), watch.cpus
 
 
-def cpu_budget() -> int:
-    """CPUs edgerun may use: ``$EDGERUN_THREADS`` if set, else the CPUs this process may run on."""
-    env = os.environ.get("EDGERUN_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}") from None
-        if n > 0:
-            return n
-        raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}")
+SYSFS_CPU = "/sys/devices/system/cpu"
+CLUSTER_TOLERANCE = 0.9  # a CPU within 10% of a cluster's fastest CPU belongs to that cluster
+
+
+@dataclass(frozen=True)
+class CpuClusters:
+    """The CPUs this process may run on, grouped by speed (fastest cluster first).
+
+    ``source`` names what the speeds were read from: ``"cpu_capacity"`` (the kernel's per-CPU
+    capacity, 1024 = the fastest core), ``"cpuinfo_max_freq"`` (kHz) or ``""`` when neither is
+    readable for every CPU, in which case the set is taken as uniform (one cluster)."""
+
+    cpus: tuple[int, ...]
+    clusters: tuple[tuple[int, tuple[int, ...]], ...]  # (speed of its fastest CPU, its CPUs)
+    source: str = ""
+
+    @property
+    def heterogeneous(self) -> bool:
+        return len(self.clusters) > 1
+
+    @property
+    def big(self) -> tuple[int, ...]:
+        """The fastest cluster's CPUs (all CPUs on a uniform set)."""
+        return self.clusters[0][1] if self.heterogeneous else self.cpus
+
+    def describe(self) -> str:
+        """One line for ``edgerun --version``: the clusters and the default thread choice."""
+        if not self.heterogeneous:
+            what = f"{len(self.cpus)} CPUs, uniform" + (f" ({self.source})" if self.source else "")
+            return f"{what}: {len(self.cpus)} threads"
+        parts = ", ".join(f"{len(c)}x {speed} [{_cpu_list(c)}]" for speed, c in self.clusters)
+        return (f"{len(self.cpus)} CPUs in {len(self.clusters)} clusters by {self.source} ({parts}): "
+                f"{len(self.big)} threads pinned to CPUs {_cpu_list(self.big)}")
+
+
+def _cpu_list(cpus: Sequence[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+def _read_int(path: str) -> int | None:
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        with open(path) as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def allowed_cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on (its affinity mask; every CPU where there is none)."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        return tuple(range(os.cpu_count() or 1))
+
+
+def cpu_clusters(root: str | None = None, cpus: Sequence[int] | None = None) -> CpuClusters:
+    """Group ``cpus`` (default: ``allowed_cpus()``) by speed read under ``root`` (a sysfs CPU
+    folder): each CPU's ``cpu_capacity``, else its ``cpufreq/cpuinfo_max_freq``. A source is used
+    only when it is readable for every CPU; with neither, the set is uniform."""
+    root = root or SYSFS_CPU
+    cpus = tuple(sorted(set(allowed_cpus() if cpus is None else cpus)))
+    for source, rel in (("cpu_capacity", "cpu_capacity"), ("cpuinfo_max_freq", "cpufreq/cpuinfo_max_freq")):
+        speeds = {c: _read_int(os.path.join(root, f"cpu{c}", rel)) for c in cpus}
+        if cpus and all(v is not None for v in speeds.values()):
+            break
+    else:
+        return CpuClusters(cpus, ((0, cpus),), "")
+    clusters: list[tuple[int, list[int]]] = []
+    for c in sorted(cpus, key=lambda c: (-speeds[c], c)):
+        if clusters and speeds[c] >= CLUSTER_TOLERANCE * clusters[-1][0]:
+            clusters[-1][1].append(c)
+        else:
+            clusters.append((speeds[c], [c]))
+    return CpuClusters(cpus, tuple((s, tuple(sorted(cs))) for s, cs in clusters), source)
+
+
+def _env_threads() -> int | None:
+    env = os.environ.get("EDGERUN_THREADS")
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}") from None
+    if n > 0:
+        return n
+    raise EdgerunValueError(f"EDGERUN_THREADS: expected a positive integer, got {env!r}")
+
+
+def cpu_budget(root: str | None = None, cpus: Sequence[int] | None = None) -> int:
+    """CPUs edgerun may use: ``$EDGERUN_THREADS`` if set, else the fastest cluster of the CPUs this
+    process may run on (all of them on a uniform set; see ``cpu_clusters``)."""
+    n = _env_threads()
+    return n if n is not None else len(cpu_clusters(root, cpus).big)
+
+
+def thread_affinities(threads: int, clusters: CpuClusters) -> str | None:
+    """ORT's ``session.intra_op_thread_affinities`` for ``threads`` intra-op threads on the fastest
+    cluster: one entry per pool thread (``threads - 1``: ORT never pins the caller's thread), each the
+    whole cluster as 1-based logical processor ids, ``;``-separated. None on a uniform set or with
+    a single thread (nothing to pin)."""
+    if not clusters.heterogeneous or threads <= 1:
+        return None
+    cluster = ",".join(str(c + 1) for c in clusters.big)
+    return ";".join([cluster] * (threads - 1))
+
+
+def use_big_cores(root: str | None = None) -> tuple[int, ...] | None:
+    """Pin the calling thread, and every thread it starts afterwards (ORT's pools and stream stage
+    threads included, when started later), to the fastest cluster. edgerun's Numba kernels are serial
+    (none is ``parallel=True``): they run on the thread that calls them, so this puts them on the big
+    cores too, and Numba's own pool never starts. Does nothing on a uniform CPU set or when
+    ``$EDGERUN_THREADS`` is set. Returns the CPUs pinned to, or None. The ``edgerun`` command calls it
+    first thing (unless ``--threads`` is given); a library user calls it only if the whole program
+    should stay on the big cores (it changes the caller thread's affinity)."""
+    if _env_threads() is not None:
+        return None
+    clusters = cpu_clusters(root)
+    if not clusters.heterogeneous:
+        return None
+    try:
+        os.sched_setaffinity(0, clusters.big)
+    except OSError as exc:
+        log.info("edgerun: cannot pin to the big cores %s (%s)", clusters.big, exc)
+        return None
+    return clusters.big
 
 
 @dataclass(frozen=True)
@@ -229,7 +346,11 @@ class Session:
                           bind_outputs=bind_outputs)
         self.symbolic_hw = bool(symbolic_hw)
         model = _symbolic_hw_bytes(self.path) if symbolic_hw else self.path
-        self.threads = threads or cpu_budget()
+        chosen = threads or _env_threads()
+        clusters = None if chosen else cpu_clusters()
+        self.threads = chosen or len(clusters.big)
+        # Heterogeneous CPUs, nothing chosen: ORT's pool threads stay on the fastest cluster.
+        self.affinities = None if chosen else thread_affinities(self.threads, clusters)
         self.spin = spin_mode(spin)
         self._auto: _AutoSpin | None = None
         if self.spin == "auto" and self.threads <= 1:
@@ -274,6 +395,8 @@ class Session:
         opts.graph_optimization_level = levels[optimization]
         for key, value in spin_config(mode).items():
             opts.add_session_config_entry(key, value)
+        if self.affinities:
+            opts.add_session_config_entry("session.intra_op_thread_affinities", self.affinities)
         opts.log_severity_level = 3
         available = ort.get_available_providers()
         providers = list(providers or ["CPUExecutionProvider"])

@@ -33,6 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parse(argv)
             logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                                 format="%(message)s", stream=sys.stderr)
+            # Mixed cores: this process (and every thread it starts: ORT's pool, the stream stages; the
+            # kernels run on them) stays on the fastest cluster; a no-op on uniform CPUs, with
+            # $EDGERUN_THREADS or --threads (the user's count wins, unpinned).
+            if getattr(args, "threads", None) is None:
+                from ..session import use_big_cores
+                use_big_cores()
             code = _dispatch(args)
             sys.stdout.flush()  # a closed pipe shows here for buffered output, not at exit
             return code

@@ -198,9 +198,11 @@ def _version() -> str:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             return "not installed"
+    from ..session import cpu_clusters
+
     py = ".".join(map(str, sys.version_info[:3]))
     return (f"edgerun {v('edgerun')} (onnxruntime {v('onnxruntime')}, numba {v('numba')}, numpy {v('numpy')}, "
-            f"opencv {v('opencv-python-headless')}, Python {py})")
+            f"opencv {v('opencv-python-headless')}, Python {py})\ncpus: {cpu_clusters().describe()}")
 
 
 _EXIT_HELP = ("exit status: 0 every input processed; 1 some inputs could not be read (each named on "
