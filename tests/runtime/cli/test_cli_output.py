@@ -139,7 +139,7 @@ def test_version(capsys):
 def test_help_documents_every_option_and_key_value():
     p = build_parser()
     commands = p.get_default("_commands")
-    assert set(commands) == {"predict", "info", "warmup", "stream", "benchmark", "batch", "export"}
+    assert set(commands) == {"predict", "info", "warmup", "stream", "benchmark", "batch", "export", "serve"}
     for name, sp in commands.items():
         text = sp.format_help()
         for a in sp._actions:
