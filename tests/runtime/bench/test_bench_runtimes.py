@@ -51,7 +51,9 @@ def test_every_row_runs_or_names_why_not(tmp_path, capsys):
     assert rep["f1"]["ORT fp32"]["f1"] == 1.0  # the same file through the same pre/post-processing
     assert all(0.0 <= v["f1"] <= 1.0 for v in rep["f1"].values())
     text = capsys.readouterr().out
-    assert "| ORT int8 |" in text and "detect int8 / bare ORT int8" in text and "load average start" in text
+    assert "load average start" in text
+    if "ORT int8" in rows:  # the oldest stack's onnx refuses the int8 export: a named skip above
+        assert "| ORT int8 |" in text and "detect int8 / bare ORT int8" in text
 
 
 def test_absent_model_measures_nothing_and_says_so(tmp_path, capsys):
