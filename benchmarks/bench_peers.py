@@ -346,6 +346,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument("--camera-samples", type=int, default=21, help="0 leaves the camera formats out")
     ap.add_argument("--json", help="write the full report here")
+    return parse_timing_args(ap, argv)
+
+
+def parse_timing_args(ap: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, refusing block counts no benchmark can run (shared by bench_peers and bench_runtimes)."""
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.iterations < 1 or a.warmup < 0 or a.threads < 1:
         ap.error("--rounds, --iterations and --threads must be >= 1, --warmup >= 0")

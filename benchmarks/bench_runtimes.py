@@ -405,10 +405,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", nargs="+", help="rows whose name contains one of these words")
     ap.add_argument("--no-ultralytics", action="store_true")
     ap.add_argument("--json", help="write the full report here")
-    a = ap.parse_args(argv)
-    if a.rounds < 1 or a.iterations < 1 or a.threads < 1 or a.warmup < 0:
-        ap.error("--rounds, --iterations and --threads must be >= 1, --warmup >= 0")
-    return a
+    from bench_peers import parse_timing_args
+
+    return parse_timing_args(ap, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,22 @@ import numpy as np
 
 from edgerun.kernels.errors import EdgerunTypeError, EdgerunValueError
 
-__all__ = ["Detections", "Classifications", "SemanticMask", "DepthMap"]
+__all__ = ["Timed", "Detections", "Classifications", "SemanticMask", "DepthMap"]
+
+
+class Timed:
+    """What every task result shares: ``timings`` (ms per stage) and Ultralytics' name for it."""
+
+    timings: dict[str, float]
+
+    @property
+    def speed(self) -> dict[str, float]:
+        """Ultralytics' name for ``timings`` (ms per stage)."""
+        return self.timings
 
 
 @dataclass
-class Detections:
+class Detections(Timed):
     """Detections of one image, in source-image pixels.
 
     Fields follow ``supervision.Detections`` (so ``sv.Detections(xyxy=d.xyxy, ...)`` is free):
@@ -90,11 +101,6 @@ class Detections:
                           data={k: v[index] for k, v in self.data.items()}, timings=dict(self.timings),
                           image_shape=self.image_shape, names=self.names)
 
-    @property
-    def speed(self) -> dict[str, float]:
-        """Ultralytics' name for ``timings`` (ms per stage)."""
-        return self.timings
-
     def class_name(self) -> np.ndarray:
         """(N,) class names (the id as text for a class the model does not name)."""
         return np.array([_name(self.names, int(c)) for c in self.class_id], dtype=str)
@@ -140,7 +146,7 @@ class Detections:
 
 
 @dataclass
-class Classifications:
+class Classifications(Timed):
     """Top-k classes of one image: ``class_id`` (k,) int64 and ``confidence`` (k,) float32, best
     first (equal scores: lower class id first). ``probabilities`` (C,) float32 holds every class's
     score (softmax of the logits when the model outputs logits). Field names follow supervision's
@@ -156,11 +162,6 @@ class Classifications:
     def __len__(self) -> int:
         return int(self.class_id.shape[0])
 
-    @property
-    def speed(self) -> dict[str, float]:
-        """Ultralytics' name for ``timings`` (ms per stage)."""
-        return self.timings
-
     def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per top-k class: ``class_id``, ``class_name``, ``confidence``."""
         names = self.names if names is None or not len(names) else names
@@ -169,7 +170,7 @@ class Classifications:
 
 
 @dataclass
-class SemanticMask:
+class SemanticMask(Timed):
     """Per-pixel classes of one image: ``label_map`` (H, W) uint8 in source pixels."""
 
     label_map: np.ndarray
@@ -179,11 +180,6 @@ class SemanticMask:
     @property
     def image_shape(self) -> tuple[int, int]:
         return self.label_map.shape[:2]
-
-    @property
-    def speed(self) -> dict[str, float]:
-        """Ultralytics' name for ``timings`` (ms per stage)."""
-        return self.timings
 
     def to_records(self, names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """One dict per class present: ``class_id``, ``class_name``, ``fraction`` of the pixels."""
@@ -195,7 +191,7 @@ class SemanticMask:
 
 
 @dataclass
-class DepthMap:
+class DepthMap(Timed):
     """Per-pixel depth of one image: ``depth`` (H, W) float32 in source pixels, in the model's units
     (metres for Ultralytics' YOLO26 depth models; larger is farther)."""
 
@@ -206,11 +202,6 @@ class DepthMap:
     @property
     def image_shape(self) -> tuple[int, int]:
         return self.depth.shape[:2]
-
-    @property
-    def speed(self) -> dict[str, float]:
-        """Ultralytics' name for ``timings`` (ms per stage)."""
-        return self.timings
 
     def to_records(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """A compact JSON-ready summary (not the map): ``min``, ``median``, ``max``, ``mean``."""
