@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--float-nodes", choices=("fixed", "search"), default="fixed", help="--int8: which nodes stay "
                    "float: 'fixed' (stem, decode tail, last head convs) or 'search' (measured: the fastest set "
                    "of those groups that passes the gate; about 10 s per trial, at most --search-trials)")
+    p.add_argument("--head", choices=("auto", "graph", "raw"), default="auto", help="Ultralytics DFL detectors "
+                   "(YOLOv8/YOLO11 detect): 'raw' cuts the decode tail out of the graph and edgerun decodes only the "
+                   "anchors above the threshold (the file is then edgerun's, not Ultralytics'); 'graph' keeps it; "
+                   "'auto' (default): raw for --int8, graph otherwise")
     p.add_argument("--search-trials", type=int, default=10, help="--float-nodes search: calibrations at most")
     p.add_argument("--verify-images", metavar="DIR", help="images for the verification gate; giving them asks "
                    "for a gate: nothing found on them is a failure (default: held-out --calib images for "
@@ -99,7 +103,7 @@ def run_export(args: argparse.Namespace) -> int:
                                   force=args.force, precision=_precision(args), calib=args.calib,
                                   calib_max=args.calib_max, verify_images=args.verify_images,
                                   threads=args.threads, progress=progress, val=args.val,
-                                  verify_progress=gate_progress)
+                                  verify_progress=gate_progress, head=args.head)
             if args.json:
                 _print_json(r)
             else:
@@ -116,7 +120,8 @@ def run_export(args: argparse.Namespace) -> int:
         report = finish_onnx(args.source, args.output, precision=_precision(args), calib=args.calib,
                              calib_max=args.calib_max, verify_images=args.verify_images, imgsz=imgsz,
                              force=args.force, min_f1=args.min_f1, threads=args.threads, progress=progress,
-                             val=args.val, float_nodes=args.float_nodes, search_trials=args.search_trials)
+                             val=args.val, float_nodes=args.float_nodes, search_trials=args.search_trials,
+                             head=args.head)
     finally:
         progress.close()
         gate_progress.close()

@@ -23,6 +23,7 @@ from .verify import Agreement, compare_detectors, default_scenes, format_table, 
 __all__ = ["finish_onnx", "ExportError", "MIN_F1", "split_calibration", "umask_mode"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
+HEAD_MODES = ("auto", "graph", "raw")
 MIN_F1 = {"fp32": 0.99, "fp16": 0.99, "int8": 0.9}
 FLOAT_NODES = ("fixed", "search")
 log = logging.getLogger("edgerun")
@@ -34,7 +35,7 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
                 exclude_head: bool = True, threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None, require_verified: bool | None = None,
                 val: str | None = None, float_nodes: str | Sequence[str] = "fixed", qdq: dict[str, Any] | None = None,
-                search_trials: int = 10, **spec_overrides: Any) -> dict[str, Any]:
+                search_trials: int = 10, head: str = "auto", **spec_overrides: Any) -> dict[str, Any]:
     """Convert/annotate ``src`` (ONNX detector) into ``out`` and verify it; returns the report.
 
     ``precision``: "fp32" (metadata only), "fp16" (fp16 weights/compute, float32 I/O) or "int8"
@@ -52,6 +53,10 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     (``export.int8search``, at most ``search_trials`` calibrations; the report's ``int8_search``); a list:
     exactly these node names (e.g. an earlier search's ``int8_search["float_nodes"]``).
     ``qdq`` (int8): ``quant.to_int8`` options (per_channel, activation "u8"/"s8", reduce_range).
+    ``head``: "raw" cuts an Ultralytics DFL detector's decode tail out of the graph (``rawhead``; edgerun
+    decodes only the anchors above the threshold: the file is then edgerun's, not Ultralytics'); "graph"
+    keeps it; "auto" (default) cuts for int8 (a file only edgerun's gate vouches for anyway) when the
+    graph has such a tail, and keeps it for fp32/fp16. The report's ``raw_head`` says what was cut.
     ``imgsz``/``spec_overrides``: ModelSpec fields for models whose metadata is missing or wrong.
     Raises ``ExportError`` when box agreement F1 (IoU >= 0.9, same class) is below ``min_f1``
     (default ``MIN_F1[precision]``) unless ``force``; ``ModelError`` for unusable source files.
@@ -61,6 +66,8 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
         raise ExportError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+    if head not in HEAD_MODES:
+        raise ExportError(f"head: expected one of {HEAD_MODES}, got {head!r}")
     if isinstance(float_nodes, str) and float_nodes not in FLOAT_NODES:
         raise ExportError(f"float_nodes: expected one of {FLOAT_NODES}, got {float_nodes!r}")
     gate_asked = (verify_images is not None or min_f1 is not None) if require_verified is None \
@@ -81,8 +88,8 @@ def finish_onnx(src: str, out: str, *, precision: str = "fp32", calib: str | Non
         elif precision == "int8" and exclude_head and float_nodes == "search":
             search = {"images": images, "min_f1": MIN_F1[precision] if min_f1 is None else float(min_f1),
                       "threads": threads, "max_trials": search_trials}
-        notes = _build(str(src), staged, ref, precision, calib_files, exclude_head, progress, search, qdq)
-        report = _check(ref, staged, images, threads, precision, min_f1)
+        notes = _build(str(src), staged, ref, precision, calib_files, exclude_head, progress, search, qdq, head)
+        report = _check(ref, staged, images, threads, precision, min_f1, notes.pop("spec"))
         report.update(notes, float_nodes_given=not isinstance(float_nodes, str), source=os.path.abspath(src), path=os.path.abspath(out), precision=precision,
                       bytes=os.path.getsize(staged), source_bytes=os.path.getsize(src),
                       seconds=round(time.perf_counter() - t0, 2), verify_from=verify_from,
@@ -186,8 +193,9 @@ def _stage_path(out: str) -> str:
 
 def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], exclude_head: bool,
            progress: Callable[[int, int], None] | None, search: dict[str, Any] | None = None,
-           qdq: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the converted model with edgerun metadata to ``staged``; returns what was done."""
+           qdq: dict[str, Any] | None = None, head: str = "graph") -> dict[str, Any]:
+    """Write the converted model with edgerun metadata to ``staged``; returns what was done (``spec``:
+    the spec written)."""
     import onnx
 
     model = onnx.load(src)
@@ -195,29 +203,52 @@ def _build(src: str, staged: str, ref, precision: str, calib_files: list[str], e
         raise ExportError(f"{src}: the source is already reduced precision (quantization ops or float16 "
                           f"input); {precision} needs the fp32 model (re-export it without --half/--int8)")
     model, slimmed = _maybe_slim(model)
-    notes: dict[str, Any] = {"slimmed": slimmed, "excluded_nodes": [], "calib_images": 0, "calib_skipped": 0}
+    notes: dict[str, Any] = {"slimmed": slimmed, "excluded_nodes": [], "calib_images": 0, "calib_skipped": 0,
+                             "raw_head": None}
+    spec = ref.spec
+    if head == "raw" or (head == "auto" and precision == "int8"):
+        model, spec, notes["raw_head"] = _cut_head(model, ref, src, required=head == "raw")
     if precision == "fp16":
         model = quant.to_fp16(model)
     elif precision == "int8":
         if search is not None and "float_nodes" in search:
             notes["excluded_nodes"] = search["float_nodes"]
         elif search is not None:
-            notes["int8_search"] = _search(model, ref, calib_files, search, qdq)
+            notes["int8_search"] = _search(model, ref, calib_files, search, qdq, spec)
             notes["excluded_nodes"] = notes["int8_search"]["float_nodes"]
         elif exclude_head:
             tail = quant.head_tail_nodes(model)
             notes["excluded_nodes"] = quant.stem_nodes(model) + tail + quant.head_output_layers(model, tail)
         model, feed = _quantize(model, ref, calib_files, notes["excluded_nodes"], progress, qdq)
         notes.update(calib_images=feed.used, calib_skipped=len(feed.skipped), calib_files=list(calib_files))
-    _set_metadata(model, ref.spec)
+    _set_metadata(model, spec)
     onnx.save(model, staged)
     notes["guessed_written"] = list(ref.spec.guessed)
+    notes["spec"] = spec
     return notes
 
 
-def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dict[str, Any] | None
-            ) -> dict[str, Any]:
-    """``int8search.search_float_nodes`` on the slimmed fp32 ``model`` (written to a temporary file)."""
+def _cut_head(model, ref, src: str, required: bool) -> tuple[Any, Any, dict[str, Any] | None]:
+    """``rawhead.cut_dfl_head`` on ``model``: (model, spec to write, what was cut). A detector without a
+    DFL decode tail is kept as it is, unless ``required`` (``head="raw"``): then ``ExportError``."""
+    from .rawhead import cut_dfl_head
+
+    s = ref.spec
+    cut = cut_dfl_head(model, s.input_size, s.num_classes) if (s.task, s.head) == ("detect", "yolov8") else None
+    if cut is None:
+        if required:
+            raise ExportError(f"{src}: --head raw needs an Ultralytics DFL detection head (YOLOv8/YOLO11 detect, "
+                              f"not end2end); this model's head is {s.head!r} (task {s.task!r})")
+        return model, s, None
+    model, info = cut
+    spec = s.replace(head="dfl", strides=info.strides, reg_max=info.reg_max)
+    return model, spec, {"strides": list(info.strides), "reg_max": info.reg_max, "removed_nodes": info.removed}
+
+
+def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dict[str, Any] | None,
+            spec=None) -> dict[str, Any]:
+    """``int8search.search_float_nodes`` on the slimmed fp32 ``model`` (written to a temporary file with
+    ``spec``'s metadata, which the trial files keep, so that a cut head opens as one)."""
     import onnx
 
     from edgerun.runtime.sources import read_image
@@ -229,7 +260,10 @@ def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dic
 
     with tempfile.TemporaryDirectory(prefix="edgerun-int8-") as tmp:
         fp32 = os.path.join(tmp, "fp32.onnx")
-        onnx.save(model, fp32)
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        _set_metadata(probe, ref.spec if spec is None else spec)
+        onnx.save(probe, fp32)
         return search_float_nodes(fp32, ref, feed, search["images"], min_f1=search["min_f1"],
                                   max_trials=search["max_trials"], threads=search["threads"], qdq=qdq,
                                   log=log.info)
@@ -273,13 +307,14 @@ def _set_metadata(model, spec) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1: float | None
-           ) -> dict[str, Any]:
-    """Reload ``staged`` the way users will (metadata only, no overrides) and compare with ``ref``."""
+def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1: float | None,
+           spec=None) -> dict[str, Any]:
+    """Reload ``staged`` the way users will (metadata only, no overrides) and compare with ``ref``;
+    ``spec``: the spec written (``ref.spec`` unless the head was cut)."""
     from edgerun.runtime.tasks.detector import Detector
 
     new = Detector.from_path(staged, threads=ref.session.threads if threads is None else threads)
-    diff = spec_diff(ref.spec, new.spec)
+    diff = spec_diff(ref.spec if spec is None else spec, new.spec)
     agreement: Agreement = compare_detectors(ref, new, images)
     threshold = MIN_F1[precision] if min_f1 is None else float(min_f1)
     problems = [f"metadata does not round-trip: {diff}"] if diff else []
@@ -302,12 +337,17 @@ def _verdict(r: dict[str, Any]) -> str:
 def _table(r: dict[str, Any]) -> str:
     rows = [("precision", r["precision"]),
             ("size", f"{r['bytes'] / 1e6:.2f} MB ({r['bytes'] / r['source_bytes']:.2f}x source)"),
-            ("raw max abs err", f"{r['max_abs_error']:.4g} (rel {r['max_rel_error']:.3g})"),
+            ("raw max abs err", "n/a (decode tail cut: the outputs differ by design)" if r.get("raw_head")
+             else f"{r['max_abs_error']:.4g} (rel {r['max_rel_error']:.3g})"),
             ("boxes src/new", f"{r['ref_boxes']}/{r['new_boxes']} on {r['images']} images "
                               f"({r['borderline_ignored']} borderline ignored)"),
             ("verified on", r["verify_from"]),
             ("F1 @IoU0.9", _verdict(r)),
             ("metadata", "round-trips" if r["spec_roundtrip"] else "DIFFERS")]
+    if r.get("raw_head"):
+        h = r["raw_head"]
+        rows.append(("head", f"raw DFL (reg_max {h['reg_max']}, strides {h['strides']}): {h['removed_nodes']} decode "
+                             "nodes cut, edgerun decodes"))
     if r["precision"] == "int8":
         skipped = f" ({r['calib_skipped']} unreadable skipped)" if r["calib_skipped"] else ""
         how = (f"searched: {', '.join(r['int8_search']['chosen']['groups']) or 'none'}, "

@@ -86,8 +86,10 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
                       precision: str = "fp32", calib: str | None = None, calib_max: int = 32,
                       verify_images: Any = None, force: bool = False, threads: int | None = None,
                       progress: Callable[[int, int], None] | None = None, val: str | None = None,
-                      verify_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                      verify_progress: Callable[[int, int], None] | None = None, head: str = "auto"
+                      ) -> dict[str, Any]:
     """Export ``pt`` with Ultralytics' exporter, finish it into ``out`` and verify it against ``pt``.
+    ``head``: ``finish_onnx``'s (int8 DFL detectors get edgerun's raw head by default).
 
     ``dynamic`` (default True): symbolic H/W, so edgerun letterboxes to the minimal stride-aligned
     rectangle as the checkpoint's own predictor does on non-square images (a static square export
@@ -128,7 +130,7 @@ def export_checkpoint(pt: str, out: str, *, imgsz: int | Sequence[int] | None = 
         staged = os.path.join(tmp, "finished.onnx")
         report = finish_onnx(str(onnx_path), staged, precision=precision, calib=calib, calib_max=calib_max,
                              verify_images=verify, force=True, threads=threads, progress=progress,
-                             require_verified=False, val=val)
+                             require_verified=False, val=val, head=head)
         images = _read_all(report["verify_files"])
         gate = compare_with_checkpoint(local, staged, images, imgsz=model_imgsz, threads=threads,
                                        limits=LIMITS.get(precision, LIMITS["fp32"]), progress=verify_progress)

@@ -26,7 +26,7 @@ from .nms import sort_desc
 
 __all__ = ["Candidates", "decode", "HEADS"]
 
-HEADS = ("yolov8", "yolov5", "yolox", "end2end")
+HEADS = ("yolov8", "yolov5", "yolox", "end2end", "dfl")
 _HALF = np.float32(0.5)
 _INF = np.float32(np.inf)
 
@@ -60,12 +60,12 @@ def score_ok(s, thr) -> bool:
 
 
 @inner
-def class_max_rows(x, table, half, nc, best):
-    """Per-anchor max over class rows 4..4+nc of a (4+C, N) head, row by row (vectorises; NaN ignored
-    here, ``rescan_classes`` catches it for the few anchors above the threshold)."""
+def class_max_rows(x, table, half, first, nc, best):
+    """Per-anchor max over class rows first..first+nc of a (first+C, N) head, row by row (vectorises; NaN
+    ignored here, ``rescan_classes`` catches it for the few anchors above the threshold)."""
     best[:] = -_INF
     for c in range(nc):
-        r = 4 + c
+        r = first + c
         for j in range(best.shape[0]):
             v = table[np.intp(x[r, j])] if half else np.float32(x[r, j])
             if v > best[j]:
@@ -73,14 +73,15 @@ def class_max_rows(x, table, half, nc, best):
 
 
 @inner
-def rescan_classes(x, table, half, idx, nc):
-    """For anchors ``idx`` of a (4+C, N) head: first argmax class and score; NaN anywhere -> score NaN."""
+def rescan_classes(x, table, half, idx, first, nc):
+    """For anchors ``idx`` of a (first+C, N) head: first argmax class and score (rows first..first+nc);
+    NaN anywhere -> score NaN."""
     sc, cl = np.empty(idx.shape[0], np.float32), np.empty(idx.shape[0], np.int32)
     for t in range(idx.shape[0]):
         j = idx[t]
         best, arg = -_INF, 0
         for c in range(nc):
-            v = table[np.intp(x[4 + c, j])] if half else np.float32(x[4 + c, j])
+            v = table[np.intp(x[first + c, j])] if half else np.float32(x[first + c, j])
             if v > best or v != v:
                 best, arg = v, c
                 if v != v:
@@ -177,20 +178,20 @@ def finish_candidates(bx, sc, cl, ix, cap):
 
 # ---------------------------------------------------------------- head kernels
 @inner
-def class_candidates(x, table, half, nc, thr):
-    """Anchors of a (4+C+E, N) head whose best class score (rows 4..4+nc) is > thr: (index int32, score,
-    class int32) in anchor order; an anchor with a NaN class score is dropped (torch amax propagates NaN).
-    Shared by the detect and OBB decoders."""
+def class_candidates(x, table, half, first, nc, thr):
+    """Anchors of a (first+C+E, N) head whose best class score (rows first..first+nc) is > thr: (index
+    int32, score, class int32) in anchor order; an anchor with a NaN class score is dropped (torch amax
+    propagates NaN). Shared by the detect, DFL and OBB decoders."""
     n = x.shape[1]
     best = np.empty(n, np.float32)
-    class_max_rows(x, table, half, nc, best)
+    class_max_rows(x, table, half, first, nc, best)
     idx = np.empty(n, np.int32)
     k = 0
     for j in range(n):
         if score_ok(best[j], thr):
             idx[k] = j
             k += 1
-    sc, cl = rescan_classes(x, table, half, idx[:k], nc)
+    sc, cl = rescan_classes(x, table, half, idx[:k], first, nc)
     keep = np.empty(k, np.int64)
     m = 0
     for t in range(k):
@@ -202,8 +203,70 @@ def class_candidates(x, table, half, nc, thr):
 
 @jit
 def _decode_v8(x, table, half, nc, thr, cap):
-    idx, sc, cl = class_candidates(x, table, half, nc, thr)
+    idx, sc, cl = class_candidates(x, table, half, 4, nc, thr)
     bx = _gather4(x, table, half, idx, True)
+    _xywh_to_xyxy(bx)
+    return finish_candidates(bx, sc, cl, idx, cap)
+
+
+@inner
+def _dfl_boxes(x, table, half, idx, reg, strides, in_h, in_w):
+    """Box of each anchor in ``idx`` of a DFL head (rows 0..4*reg: distribution logits of the left, top,
+    right, bottom distances), as Ultralytics' graph computes it in float32: softmax over the ``reg`` bins,
+    expectation sum(p_i * i), ``dist2bbox`` (xywh) around the cell centre, times the level's stride.
+    Levels are the stride grids ceil(in / s) in order, rows then columns."""
+    bx = np.empty((idx.shape[0], 4), np.float32)
+    d = np.empty(4, np.float32)
+    e = np.empty(reg, np.float32)
+    for t in range(idx.shape[0]):
+        local = np.int64(idx[t])
+        s, ws = np.int64(0), np.int64(1)
+        for q in range(strides.shape[0]):
+            s = strides[q]
+            ws = (in_w + s - 1) // s
+            cells = ((in_h + s - 1) // s) * ws
+            if local < cells:
+                break
+            local -= cells
+        ax = np.float32(local % ws) + _HALF
+        ay = np.float32(local // ws) + _HALF
+        for side in range(4):
+            r0 = side * reg
+            m = -_INF
+            for i in range(reg):
+                v = table[np.intp(x[r0 + i, idx[t]])] if half else np.float32(x[r0 + i, idx[t]])
+                e[i] = v
+                if v > m:
+                    m = v
+            tot = np.float32(0)
+            for i in range(reg):
+                e[i] = np.float32(np.exp(e[i] - m))
+                tot += e[i]
+            acc = np.float32(0)
+            for i in range(reg):
+                acc += (e[i] / tot) * np.float32(i)
+            d[side] = acc
+        x1, y1, x2, y2 = ax - d[0], ay - d[1], ax + d[2], ay + d[3]
+        sf = np.float32(s)
+        bx[t, 0], bx[t, 1] = (x1 + x2) * _HALF * sf, (y1 + y2) * _HALF * sf
+        bx[t, 2], bx[t, 3] = (x2 - x1) * sf, (y2 - y1) * sf
+    return bx
+
+
+@jit
+def _decode_dfl(x, table, half, nc, reg, thr, logit_thr, cap, strides, in_h, in_w):
+    # class rows hold logits: pre-filter on the logit (sigmoid is monotonic), then the exact score test
+    idx, lg, cl = class_candidates(x, table, half, 4 * reg, nc, logit_thr)
+    keep = np.empty(idx.shape[0], np.int64)
+    sc = np.empty(idx.shape[0], np.float32)
+    k = 0
+    for t in range(idx.shape[0]):
+        v = np.float32(1) / (np.float32(1) + np.float32(np.exp(-lg[t])))
+        if score_ok(v, thr):
+            keep[k], sc[k] = t, v
+            k += 1
+    idx, sc, cl = idx[keep[:k]], sc[:k], cl[keep[:k]]
+    bx = _dfl_boxes(x, table, half, idx, reg, strides, in_h, in_w)
     _xywh_to_xyxy(bx)
     return finish_candidates(bx, sc, cl, idx, cap)
 
@@ -270,7 +333,7 @@ def _decode_e2e(x, table, half, thr, cap):
 
 # ---------------------------------------------------------------- validation + public API
 def _as_2d(output, head: str) -> np.ndarray:
-    want = "(1, 4+C+E, N)" if head == "yolov8" else "(1, N, 6)" if head == "end2end" else "(1, N, 5+C)"
+    want = "(1, 4+C+E, N)" if head == "yolov8" else "(1, 4*reg_max+C, N)" if head == "dfl" else "(1, N, 6)" if head == "end2end" else "(1, N, 5+C)"
     x = checks.array("output", output, (np.float32, np.float16))
     if x.ndim == 3 and x.shape[0] == 1:
         return x[0]
@@ -292,18 +355,31 @@ def _num_classes(num_classes, have: int, head: str, shape) -> int:
     return nc
 
 
-def _yolox_grid(strides, input_hw, n: int, shape) -> tuple[np.ndarray, int, int]:
+def _grid(strides, input_hw, n: int, shape, head: str) -> tuple[np.ndarray, int, int]:
     if not isinstance(strides, (tuple, list)) or not strides:
         raise EdgerunTypeError(f"strides: expected a non-empty tuple of ints, got {strides!r}")
     if not isinstance(input_hw, (tuple, list)) or len(input_hw) != 2:
         raise EdgerunTypeError(f"input_hw: expected (height, width), got {input_hw!r}")
     st = tuple(checks.positive_int("strides", s) for s in strides)
     in_h, in_w = (checks.positive_int("input_hw", v) for v in input_hw)
-    expected = sum((in_h // s) * (in_w // s) for s in st)
+    if head == "dfl":  # Ultralytics' stride-2 convs: ceil(in / s) cells per axis
+        expected = sum(-(-in_h // s) * -(-in_w // s) for s in st)
+    else:
+        expected = sum((in_h // s) * (in_w // s) for s in st)
     if expected != n:
         raise EdgerunValueError(f"output: expected {expected} anchors for input_hw={(in_h, in_w)} and strides "
-                                f"{st} (head 'yolox'), got shape {shape}")
+                                f"{st} (head {head!r}), got shape {shape}")
     return np.asarray(st, np.int64), in_h, in_w
+
+
+def _logit(thr: float) -> np.float32:
+    """A pre-filter bound below the logit of ``thr`` (the exact test runs on the sigmoid): every logit
+    whose float32 sigmoid is > thr is above it."""
+    if thr <= 0.0:
+        return np.float32(-np.inf)
+    if thr >= 1.0:
+        return np.float32(np.inf)
+    return np.float32(np.log(thr / (1.0 - thr)) - 1e-3)
 
 
 def half_split(x: np.ndarray) -> tuple:
@@ -314,12 +390,16 @@ def half_split(x: np.ndarray) -> tuple:
 
 
 def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_candidates: int = 30000,
-           num_classes: int | None = None, strides=(8, 16, 32), input_hw=(640, 640)) -> Candidates:
+           num_classes: int | None = None, strides=(8, 16, 32), input_hw=(640, 640),
+           reg_max: int = 16) -> Candidates:
     """Decode a raw detection head into candidates sorted by score (ties: lower index), capped.
 
     ``head``: "yolov8" (1, 4+C+E, N) sigmoided class rows; "yolov5" (1, N, 5+C) score = obj*cls with the
     obj > threshold pre-filter; "yolox" (1, N, 5+C) raw grid over ``input_hw`` and ``strides``;
-    "end2end" (1, K, 6+) x1, y1, x2, y2, score, class. ``output`` float32 or float16, any strides.
+    "end2end" (1, K, 6+) x1, y1, x2, y2, score, class; "dfl" (1, 4*reg_max+C, N) Ultralytics' head before
+    its decode (box distribution logits, class logits) over ``input_hw`` and ``strides``: the DFL
+    softmax and ``dist2bbox`` run only for anchors whose best class passes the threshold.
+    ``output`` float32 or float16, any strides.
     """
     if head not in HEADS:
         raise EdgerunValueError(f"head: expected one of {', '.join(HEADS)}, got {head!r}")
@@ -333,6 +413,14 @@ def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_
                                     f"got {output.shape}; transpose it, or pass num_classes if it is right")
         nc = _num_classes(num_classes, rows - 4, head, output.shape)
         return Candidates(*_decode_v8(*half_split(x), nc, thr, cap))
+    if head == "dfl":
+        reg = checks.positive_int("reg_max", reg_max)
+        nc = _num_classes(num_classes, rows - 4 * reg, head, output.shape)
+        if rows != 4 * reg + nc:
+            raise EdgerunValueError(f"output: expected {4 * reg + nc} rows (4*reg_max + num_classes, reg_max={reg}) "
+                                    f"for head 'dfl', got shape {output.shape}")
+        grid = _grid(strides, input_hw, cols, output.shape, head)
+        return Candidates(*_decode_dfl(*half_split(x), nc, reg, thr, _logit(thr), cap, *grid))
     if head == "end2end":
         if cols < 6:
             raise EdgerunValueError(f"output: expected (1, K, 6) for head 'end2end', got {output.shape}")
@@ -340,5 +428,5 @@ def decode(output: np.ndarray, head: str, *, score_threshold: float = 0.25, max_
     nc = _num_classes(num_classes, cols - 5, head, output.shape)
     if head == "yolov5":
         return Candidates(*_decode_v5(*half_split(x), nc, thr, cap))
-    grid = _yolox_grid(strides, input_hw, rows, output.shape)
+    grid = _grid(strides, input_hw, rows, output.shape, head)
     return Candidates(*_decode_yolox(*half_split(x), nc, thr, cap, *grid))

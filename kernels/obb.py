@@ -69,7 +69,7 @@ class ObbCandidates(NamedTuple):
 def _decode_obb_kernel(x, table, half, nc, thr, cap):
     """(4+C+E, N) head, angle in the last row -> candidates (see ``decode_obb``)."""
     arow = x.shape[0] - 1
-    idx, sc, cl = class_candidates(x, table, half, nc, thr)
+    idx, sc, cl = class_candidates(x, table, half, 4, nc, thr)
     m = idx.shape[0]
     bx = np.empty((m, 5), np.float32)
     for t in range(m):

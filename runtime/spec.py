@@ -29,10 +29,10 @@ SCHEMA_KEY = "edgerun"
 SCHEMA_VERSION = 1
 
 TASKS = ("detect", "segment", "pose", "classify", "semantic", "face", "obb", "depth")
-HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet", "depth")
+HEADS = ("yolov8", "yolov5", "yolox", "end2end", "obb", "classify", "semantic", "yunet", "depth", "dfl")
 # heads each task can read, the first being the one a ``task=`` override implies when the model's own
 # head is not among them (e.g. a detector's metadata opened with task="pose")
-TASK_HEADS = {"detect": ("yolov8", "yolov5", "yolox", "end2end"), "segment": ("yolov8", "end2end"),
+TASK_HEADS = {"detect": ("yolov8", "yolov5", "yolox", "end2end", "dfl"), "segment": ("yolov8", "end2end"),
               "pose": ("yolov8", "end2end"), "obb": ("obb", "end2end"), "classify": ("classify",),
               "semantic": ("semantic",), "face": ("yunet",), "depth": ("depth",)}
 # Ultralytics tasks read from its metadata (the others are edgerun's own or guessed from the graph)
@@ -67,6 +67,7 @@ class ModelSpec:
     stride: int = 32
     head: str = "yolov8"
     strides: tuple[int, ...] = (8, 16, 32)
+    reg_max: int = 16  # head "dfl": bins of each box side's distance distribution
     num_classes: int = 80
     names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()

@@ -258,7 +258,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="one JSON object per frame on stdout")
     pr.add_argument("--task", choices=("detect", "segment", "pose", "obb", "classify", "face", "semantic", "depth"),
                     help="override the task read from the model (default: from metadata or the graph)")
-    pr.add_argument("--head", help="override the output head (yolov8, yolov5, yolox, end2end)")
+    pr.add_argument("--head", help="override the output head (yolov8, yolov5, yolox, end2end, dfl)")
     pr.add_argument("--num-classes", type=int, help="override the class count")
 
     info = add("info", "show a model's inputs, outputs, metadata and resolved spec",

@@ -21,7 +21,7 @@ from .options import DetectorOptions
 
 __all__ = ["Detector"]
 
-DETECTION_HEADS = ("yolov8", "yolov5", "yolox", "end2end")
+DETECTION_HEADS = ("yolov8", "yolov5", "yolox", "end2end", "dfl")
 
 
 class Detector(Task):
@@ -68,7 +68,7 @@ class Detector(Task):
         raw = outputs[0][batch_index:batch_index + 1]
         cand = decode(raw, s.head, score_threshold=self.score_threshold,
                       max_candidates=self.max_candidates, num_classes=s.num_classes,
-                      strides=s.strides, input_hw=(geometry.dst_h, geometry.dst_w))
+                      strides=s.strides, input_hw=(geometry.dst_h, geometry.dst_w), reg_max=s.reg_max)
         if s.head == "end2end":
             keep = np.arange(min(len(cand.scores), self.max_detections), dtype=np.int64)
         else:
@@ -98,6 +98,8 @@ def _check_outputs(session: Session, spec: ModelSpec) -> None:
     if ok and spec.head == "yolov8" and rows is not None:  # 4 + C rows; extra only with protos or keypoints
         need, extra_ok = 4 + spec.num_classes, len(shapes) > 1 or bool(spec.kpt_shape)
         ok = rows == need or (rows > need and extra_ok)
+    elif ok and spec.head == "dfl" and rows is not None:
+        ok = rows == 4 * spec.reg_max + spec.num_classes
     elif ok and spec.head in ("yolov5", "yolox") and cols is not None:
         ok = cols == 5 + spec.num_classes
     elif ok and spec.head == "end2end" and cols is not None:
@@ -106,6 +108,7 @@ def _check_outputs(session: Session, spec: ModelSpec) -> None:
         raise ModelError(
             f"{session.path}: outputs {[(o.name, o.shape) for o in session.outputs]} match no known "
             f"detection head for head={spec.head!r} num_classes={spec.num_classes}. Known heads: "
-            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6+E). "
+            "yolov8 (1, 4+C, N), yolov5 (1, N, 5+C), yolox (1, N, 5+C raw grid), end2end (1, K, 6+E), "
+            "dfl (1, 4*reg_max+C, N: edgerun export's raw head). "
             "Override with Detector.from_path(path, head=..., num_classes=...) or "
             "`edgerun predict --head ... --num-classes ...`.")

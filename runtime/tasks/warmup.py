@@ -46,11 +46,12 @@ def warmup() -> int:
     letterbox(np.zeros((8, 16, 3), np.uint8)[:, ::2], (16, 16))
     letterbox(np.zeros((12, 8), np.uint8), (16, 16), pixel_format="YUV420")
     n += 2
-    heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6)}
+    heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6),
+             "dfl": (1, 66, 21)}
     for head, shape in heads.items():
         for dtype in (np.float32, np.float16):
             decode(np.zeros(shape, dtype), head, num_classes=2, input_hw=(32, 32),
-                   strides=(8, 16, 32))
+                   strides=(8, 16, 32), reg_max=16)
             n += 1
     boxes = np.array([[0, 0, 4, 4], [1, 1, 5, 5]], np.float32)
     scores = np.array([0.9, 0.8], np.float32)

@@ -120,10 +120,12 @@ def test_stem_block_is_found_and_bounded(yolo):
 
 
 def test_int8_without_head_exclusion_fails_the_gate(tmp_path, yolo, photos):
-    """The known 0-confidence int8 YOLO: one scale for boxes and scores. The gate must refuse it."""
+    """The known 0-confidence int8 YOLO: one scale for boxes and scores (the graph's decode tail kept,
+    ``head="graph"``). The gate must refuse it."""
     out = tmp_path / "bad.onnx"
     with pytest.raises(ExportError, match="F1 0.000"):
-        finish_onnx(yolo, str(out), precision="int8", calib=photos, verify_images=photos, exclude_head=False)
+        finish_onnx(yolo, str(out), precision="int8", calib=photos, verify_images=photos, exclude_head=False,
+                    head="graph")
     assert not out.exists() and not _leftovers(tmp_path)
 
 

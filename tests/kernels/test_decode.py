@@ -238,7 +238,7 @@ def test_nan_objectness_and_yolox_overflow():
     (np.zeros((1, 100, 85), np.float32), "yolox", dict(input_hw=(416, 416)), EdgerunValueError, r"expected 3549 anchors.*got shape \(1, 100, 85\)"),
     (np.zeros((1, 3549, 85), np.float32), "yolox", dict(input_hw=416), EdgerunTypeError, "input_hw: expected \\(height, width\\)"),
     (np.zeros((1, 10, 5), np.float32), "end2end", {}, EdgerunValueError, r"expected \(1, K, 6\) for head 'end2end', got \(1, 10, 5\)"),
-    (np.zeros((1, 84, 10), np.float32), "yolov9", {}, EdgerunValueError, "head: expected one of yolov8, yolov5, yolox, end2end, got 'yolov9'"),
+    (np.zeros((1, 84, 10), np.float32), "yolov9", {}, EdgerunValueError, "head: expected one of yolov8, yolov5, yolox, end2end, dfl, got 'yolov9'"),
     (np.zeros((1, 84, 10), np.float32), "yolov8", dict(score_threshold=-0.1), EdgerunValueError, "score_threshold: expected a finite number"),
     (np.zeros((1, 84, 10), np.float32), "yolov8", dict(score_threshold=float("nan")), EdgerunValueError, "score_threshold"),
     (np.zeros((1, 84, 10), np.float32), "yolov8", dict(max_candidates=0), EdgerunValueError, "max_candidates: expected > 0"),

@@ -133,8 +133,9 @@ def _hw(image: np.ndarray, fmt: str) -> tuple[int, int]:
 
 
 FLOATS = [np.float32] * 4 + [np.float16] * 2 + [np.float64, np.int32]
-HEADS = ["yolov8", "yolov5", "yolox", "end2end", "ssd"]
-HEAD_SHAPES = {"yolov8": (1, 7, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 9, 6)}
+HEADS = ["yolov8", "yolov5", "yolox", "end2end", "dfl", "ssd"]
+HEAD_SHAPES = {"yolov8": (1, 7, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 9, 6),
+               "dfl": (1, 66, 21)}
 
 
 @st.composite
