@@ -237,8 +237,10 @@ def _cut_head(model, ref, src: str, required: bool) -> tuple[Any, Any, dict[str,
     cut = cut_dfl_head(model, s.input_size, s.num_classes) if (s.task, s.head) == ("detect", "yolov8") else None
     if cut is None:
         if required:
+            found = ("its decode tail is not an Ultralytics DFL tail (box/class conv pairs per level into a DFL "
+                     "softmax)" if s.head == "yolov8" else f"this model's head is {s.head!r} (task {s.task!r})")
             raise ExportError(f"{src}: --head raw needs an Ultralytics DFL detection head (YOLOv8/YOLO11 detect, "
-                              f"not end2end); this model's head is {s.head!r} (task {s.task!r})")
+                              f"not end2end); {found}")
         return model, s, None
     model, info = cut
     spec = s.replace(head="dfl", strides=info.strides, reg_max=info.reg_max)

@@ -19,6 +19,7 @@ __all__ = ["head_tail_nodes", "head_output_layers", "stem_nodes", "to_fp16", "to
 _WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _QUANT_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "DequantizeLinear",
               "QuantizeLinear", "DynamicQuantizeLinear"}
+_SHAPE_OPS = {"Shape", "Size"}  # outputs depend on their input's shape only, never its values
 _MAX_FIXED_WEIGHTS = 64  # e.g. the DFL's 1x16x1x1 arange conv: part of the decode, not a trained layer
 
 
@@ -31,7 +32,10 @@ def head_tail_nodes(model) -> list[str]:
     """Names of the nodes between the last trained layers and the graph outputs (decode tail).
 
     Walks back from every graph output through producers, stopping at weight-bearing layers
-    (Conv/Gemm/MatMul with more than a handful of weights), which are left out of the tail.
+    (Conv/Gemm/MatMul with more than a handful of weights), which are left out of the tail, and at the
+    input of a ``Shape``/``Size`` node, which reads only its input's shape: a dynamic H/W export computes
+    its anchors from the feature maps' shapes, and walking on into those tensors would pull backbone
+    activations (e.g. yolov8n's ``/model.15/cv2/act``) and convs into the "tail".
     """
 
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -48,7 +52,8 @@ def head_tail_nodes(model) -> list[str]:
         if _is_trained_layer(node, sizes):
             continue
         tail[node.name] = None
-        stack.extend(node.input)
+        if node.op_type not in _SHAPE_OPS:
+            stack.extend(node.input)
     return list(tail)
 
 

@@ -8,9 +8,14 @@ frame keeps a few dozen anchors. The cut graph ends at the flattened logits, (ba
 and ``kernels.decode`` (head "dfl") runs the sigmoid on the best class logit of each anchor and the DFL
 only for the anchors above the score threshold.
 
-The levels are read from the tail itself (its per-level ``Concat(box, cls)``), their strides from one ONNX
-Runtime run at the model's input size (input / feature-map size). Anything else (segment/pose heads,
-end2end heads, a tail without the DFL softmax) is left alone: ``cut_dfl_head`` returns None.
+The levels are the head's last convs (the trained layers feeding the tail), paired by feature-map size; their
+strides come from one ONNX Runtime run at the model's input size (input / feature-map size). Which conv of a
+pair is the box branch is read from the tail itself: Ultralytics 8.3 exports concatenate each level's
+``(box, cls)`` before flattening; 8.4 exports flatten the box and class convs separately and concatenate the
+levels of each, so there the box conv is the one whose values reach the DFL softmax. Everything the raw
+output does not need is dropped (a dynamic H/W export's anchor arithmetic on the feature maps' shapes goes,
+the feature maps stay). Anything else (segment/pose heads, end2end heads, a tail without the DFL softmax) is
+left alone: ``cut_dfl_head`` returns None.
 """
 from __future__ import annotations
 
@@ -45,21 +50,22 @@ def cut_dfl_head(model, input_size: tuple[int, int], num_classes: int) -> tuple[
         return None
     tail = quant.head_tail_nodes(model)
     nodes = {n.name: n for n in model.graph.node}
-    if not any(nodes[t].op_type == "Softmax" for t in tail if t in nodes):
+    tail_nodes = [nodes[t] for t in tail if t in nodes]
+    if not any(n.op_type == "Softmax" for n in tail_nodes):
         return None
-    convs = set(quant.head_output_layers(model, tail))
-    conv_out = {nodes[c].output[0]: c for c in convs if c in nodes}
-    pairs = [tuple(n.input) for n in (nodes[t] for t in tail if t in nodes)
-             if n.op_type == "Concat" and len(n.input) == 2 and all(i in conv_out for i in n.input)]
-    if not pairs or 2 * len(pairs) != len(convs):
+    conv_out = [nodes[c].output[0] for c in quant.head_output_layers(model, tail) if c in nodes]
+    if not conv_out or len(conv_out) % 2:
         return None
-    shapes = _shapes(model, [t for p in pairs for t in p], input_size)
+    shapes = _shapes(model, conv_out, input_size)
     if shapes is None:
         return None
     levels = []
-    for box, cls in pairs:
-        (b, cb, h, w), (_, cc, h2, w2) = shapes[box], shapes[cls]
-        if (h, w) != (h2, w2) or cb % 4 or cb < 8 or cc != num_classes:
+    for pair in _level_pairs(conv_out, shapes, tail_nodes):
+        if pair is None:
+            return None
+        box, cls = pair
+        (_, cb, h, w), (_, cc, _, _) = shapes[box], shapes[cls]
+        if cb % 4 or cb < 8 or cc != num_classes:
             return None
         stride = max(1, int(round(input_size[0] / h)))
         if -(-input_size[0] // stride) != h or -(-input_size[1] // stride) != w:  # decode's ceil(in / s) grid
@@ -71,8 +77,6 @@ def cut_dfl_head(model, input_size: tuple[int, int], num_classes: int) -> tuple[
     reg = levels[0][3]
     rows = 4 * reg + num_classes
 
-    tail_set = set(tail)
-    kept = [n for n in model.graph.node if n.name not in tail_set]
     flat_shape = f"{OUTPUT}/shape"
     added = [onnx.numpy_helper.from_array(np.array([0, rows, -1], np.int64), flat_shape)]
     new_nodes, flat = [], []
@@ -85,8 +89,10 @@ def cut_dfl_head(model, input_size: tuple[int, int], num_classes: int) -> tuple[
     old_out = model.graph.output[0]
     batch = old_out.type.tensor_type.shape.dim[0] if old_out.type.tensor_type.shape.dim else None
     dims = [batch.dim_value if batch is not None and batch.HasField("dim_value") else "batch", rows, "anchors"]
+    kept = _needed(list(model.graph.node) + new_nodes, OUTPUT)
+    removed = len(model.graph.node) - (len(kept) - len(new_nodes))
     del model.graph.node[:]
-    model.graph.node.extend(kept + new_nodes)
+    model.graph.node.extend(kept)
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, dims))
     used = {i for n in model.graph.node for i in n.input}
@@ -97,7 +103,64 @@ def cut_dfl_head(model, input_size: tuple[int, int], num_classes: int) -> tuple[
     del model.graph.value_info[:]
     model.graph.value_info.extend(keep_info)
     onnx.checker.check_model(model)
-    return model, RawHead(tuple(lv[0] for lv in levels), reg, num_classes, len(tail_set))
+    return model, RawHead(tuple(lv[0] for lv in levels), reg, num_classes, removed)
+
+
+def _level_pairs(conv_out: list[str], shapes: dict[str, tuple], tail_nodes: list) -> list[tuple[str, str] | None]:
+    """(box, class) conv outputs per feature-map size; None for a size without exactly one such pair.
+
+    The box conv is the first input of a tail ``Concat`` of the pair (Ultralytics 8.3's per-level
+    ``Concat(box, cls)``), else the only one of the two whose values reach the DFL ``Softmax`` (8.4)."""
+    by_size: dict[tuple, list[str]] = {}
+    for t in conv_out:
+        by_size.setdefault(shapes[t][2:], []).append(t)
+    concats = [list(n.input) for n in tail_nodes if n.op_type == "Concat" and len(n.input) == 2]
+    pairs: list[tuple[str, str] | None] = []
+    for group in by_size.values():
+        if len(group) != 2:
+            pairs.append(None)
+            continue
+        ordered = [c for c in concats if set(c) == set(group)]
+        if ordered:
+            pairs.append((ordered[0][0], ordered[0][1]))
+            continue
+        reach = [_reaches_softmax(t, tail_nodes) for t in group]
+        pairs.append((group[0], group[1]) if reach == [True, False] else (group[1], group[0])
+                     if reach == [False, True] else None)
+    return pairs
+
+
+def _reaches_softmax(tensor: str, tail_nodes: list) -> bool:
+    """Whether ``tensor``'s values flow into a Softmax of the tail (``Shape`` reads no values)."""
+    consumers: dict[str, list] = {}
+    for n in tail_nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    stack, seen = [tensor], {tensor}
+    while stack:
+        for n in consumers.get(stack.pop(), []):
+            if n.op_type == "Softmax":
+                return True
+            if n.op_type in ("Shape", "Size"):
+                continue
+            for o in n.output:
+                if o not in seen:
+                    seen.add(o)
+                    stack.append(o)
+    return False
+
+
+def _needed(nodes: list, output: str) -> list:
+    """``nodes`` (topologically ordered) that ``output`` depends on, in their order."""
+    producer = {o: n for n in nodes for o in n.output}
+    need, stack = set(), [output]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or id(n) in need:
+            continue
+        need.add(id(n))
+        stack.extend(n.input)
+    return [n for n in nodes if id(n) in need]
 
 
 def _shapes(model, tensors: list[str], input_size: tuple[int, int]) -> dict[str, tuple] | None:

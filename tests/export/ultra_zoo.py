@@ -5,9 +5,10 @@ alone prove little (their outputs barely depend on the image), so each model bui
 trained layer whose name and shape match a trained model of the same family in ``../shared``:
 
 - YOLOv8/YOLO11 heads: the shared ONNX files (``yolov8n_640_fp32dq``, ``yolov8n-seg_320_fp32dq``,
-  ``yolo11n-pose_640_fp32``). Their initializers are fused conv+bn: the fused weight goes into ``conv.weight``
-  and the fused bias into an identity batch norm (weight 1, bias b, mean 0, var 1 - eps), so the model stays
-  unfused (YOLO26's one-to-one and one-to-many branches both survive until the exporter picks one);
+  ``yolo11n-pose_640_fp32``; the YOLO11n detector takes the pose model's backbone and box branch). Their
+  initializers are fused conv+bn: the fused weight goes into ``conv.weight`` and the fused bias into an
+  identity batch norm (weight 1, bias b, mean 0, var 1 - eps), so the model stays unfused (YOLO26's
+  one-to-one and one-to-many branches both survive until the exporter picks one);
 - YOLO26: the backbone of the YOLO26n-cls checkpoint ``torch/yolo26n-cls_food101_best.pt`` (BN kept as is).
 
 Then only the class biases still random are raised, from one calibration pass on a real photo, until the
@@ -199,6 +200,7 @@ _AERIAL = ("images-aerial", "aerial_courts_640.jpg")
 for _e in (
     ZooEntry("yolov8n", "yolov8n.yaml", "detect", _V8, names_from_seed=True),
     ZooEntry("yolov8n-seg", "yolov8n-seg.yaml", "segment", _V8SEG, names_from_seed=True),
+    ZooEntry("yolo11n", "yolo11n.yaml", "detect", _11POSE),  # backbone + box branch trained, class branch random
     ZooEntry("yolo11n-pose", "yolo11n-pose.yaml", "pose", _11POSE, names_from_seed=True, nc=1),
     ZooEntry("yolo11n-obb", "yolo11n-obb.yaml", "obb", _11POSE, calib=_AERIAL, nc=15),
     ZooEntry("yolo26n", "yolo26n.yaml", "detect", _26CLS),
