@@ -92,3 +92,64 @@ def test_cut_returns_none_without_a_dfl_tail(yolo):
 def test_wrong_reg_max_is_refused_when_the_model_opens(raw_fp32):
     with pytest.raises(ModelError, match="dfl"):
         Detector.from_path(str(raw_fp32[0]), reg_max=8)
+
+
+def _as_ultralytics_84(model):
+    """The shared (Ultralytics 8.3) yolov8n graph with its head flattened the way 8.4 exports write it: each
+    level's box and class conv reshaped on its own, the levels of each concatenated (no per-level
+    ``Concat(box, cls)``, no Split), the reshapes' batch dim read with ``Shape`` from the backbone feature
+    map, as a dynamic H/W export computes its shapes."""
+    from onnx import helper, numpy_helper
+
+    drop = {f"/model.22/{n}" for n in ("Concat", "Concat_1", "Concat_2", "Reshape", "Reshape_1", "Reshape_2",
+                                       "Concat_3", "Split")}
+    feature = "/model.15/cv2/act/Mul_output_0"  # level 0's input, a backbone activation
+    added = [numpy_helper.from_array(np.array(v, np.int64), k)
+             for k, v in {"t84/zero": [0], "t84/box": [64], "t84/cls": [80], "t84/rest": [-1]}.items()]
+    new = [helper.make_node("Shape", [feature], ["t84/shape"], name="t84/Shape"),
+           helper.make_node("Gather", ["t84/shape", "t84/zero"], ["t84/batch"], name="t84/Gather", axis=0)]
+    for kind in ("box", "cls"):
+        new.append(helper.make_node("Concat", ["t84/batch", f"t84/{kind}", "t84/rest"], [f"t84/{kind}_shape"],
+                                    name=f"t84/{kind}_shape", axis=0))
+        flat = []
+        for level in range(3):
+            conv = f"/model.22/cv{2 if kind == 'box' else 3}.{level}/cv{2 if kind == 'box' else 3}.{level}.2/Conv_output_0"
+            flat.append(f"t84/{kind}{level}")
+            new.append(helper.make_node("Reshape", [conv, f"t84/{kind}_shape"], [flat[-1]], name=flat[-1]))
+        split_out = "/model.22/Split_output_0" if kind == "box" else "/model.22/Split_output_1"
+        new.append(helper.make_node("Concat", flat, [split_out], name=f"t84/{kind}_cat", axis=-1))
+    nodes = []
+    for n in model.graph.node:  # the new nodes where the Split was (every head conv comes before it)
+        nodes += new if n.name == "/model.22/Split" else [] if n.name in drop else [n]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(added)
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_cuts_the_ultralytics_84_head_layout(tmp_path, yolo):
+    """Ultralytics 8.4 flattens box and class convs separately (the cut used to find no per-level pair and
+    refused every 8.4 export). Here the box conv of a level is the one whose values reach the DFL softmax;
+    the ``Shape`` read of a backbone activation stays out of the tail, and the activation stays in the graph."""
+    from edgerun.export import quant
+
+    m84 = _as_ultralytics_84(onnx.load(yolo))
+    tail = quant.head_tail_nodes(m84)
+    assert "t84/Shape" in tail and not any(t.startswith("/model.15/") for t in tail)
+    src = tmp_path / "v84.onnx"
+    onnx.save(m84, str(src))
+    cut, info = cut_dfl_head(onnx.load(str(src)), (640, 640), num_classes=80)
+    assert info.strides == (8, 16, 32) and info.reg_max == 16
+    assert "/model.15/cv2/act/Mul" in {n.name for n in cut.graph.node}
+    assert not any(n.name.startswith("t84/") or n.op_type in ("Softmax", "Shape") for n in cut.graph.node)
+    out = tmp_path / "v84_raw.onnx"
+    report = finish_onnx(str(src), str(out), head="raw", verify_images=str(shared_file("images")))
+    assert report["ok"] and report["f1"] == 1.0 and report["raw_head"]["strides"] == [8, 16, 32]
+    for image in ("bus.jpg", "zidane.jpg"):
+        frame = cv2.imread(str(shared_file("images", image)))
+        a, b = Detector.from_path(yolo).detect(frame), Detector.from_path(str(out)).detect(frame)
+        assert len(a) == len(b) >= 3
+        np.testing.assert_array_equal(a.class_id, b.class_id)
+        np.testing.assert_allclose(b.xyxy, a.xyxy, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(b.confidence, a.confidence, rtol=0, atol=1e-5)

@@ -113,15 +113,18 @@ def test_in_graph_nms_is_refused_by_name(ultra_zoo, tmp_path):
 
 
 def test_int8_checkpoint_export_gets_the_raw_head_and_passes_its_gate(tmp_path):
-    """``export_checkpoint(..., precision="int8")``: head "auto" cuts the DFL tail of the dynamic export, and
-    the result passes the checkpoint gate (box F1 >= 0.9 against ``YOLO(pt).predict``) on held-out images."""
+    """``export_checkpoint(..., precision="int8")`` at its defaults (640, dynamic, 32 calibration images, head
+    "auto"): the DFL tail of Ultralytics' export is cut, and the result passes the checkpoint gate (box F1
+    >= 0.9 against ``YOLO(pt).predict``) on ../shared's odd-sized photos. Measured: F1 0.981 (25 boxes);
+    0.941 with 24 or 48 calibration images. The same export with head "graph" gave the same gate figures at
+    every setting tried: the int8 rounding decides them, not the cut."""
     from edgerun.export.ultra import export_checkpoint
     from edgerun.runtime import Detector
 
-    coco = shared_file("datasets", "coco128", "images", "train2017")
     out = tmp_path / "fall_int8.onnx"
-    report = export_checkpoint(str(shared_file("torch", "yolov8s_fall_best.pt")), str(out), imgsz=320,
-                               precision="int8", calib=str(coco), calib_max=16)
+    report = export_checkpoint(str(shared_file("torch", "yolov8s_fall_best.pt")), str(out), precision="int8",
+                               calib=str(shared_file("datasets", "coco128", "images", "train2017")),
+                               verify_images=str(shared_file("images-odd")))
     gate = report["checkpoint_gate"]
     assert report["raw_head"] is not None and report["raw_head"]["strides"] == [8, 16, 32], report["raw_head"]
     assert report["ok"] and gate["ok"] and gate["verified"], (report["problems"], gate)
@@ -129,7 +132,7 @@ def test_int8_checkpoint_export_gets_the_raw_head_and_passes_its_gate(tmp_path):
     det = Detector.from_path(str(out))
     assert det.spec.head == "dfl" and det.spec.dynamic_hw
     for shape, g in gate["by_shape"].items():
-        TABLE.append({"case": "yolov8s_fall_best.pt int8 320 gate", "image": f"{g['images']} {shape} coco128",
+        TABLE.append({"case": "yolov8s_fall_best.pt int8 gate", "image": f"{g['images']} {shape} images-odd",
                       "ref": g["ref_boxes"], "matched": g["matched"], "f1": g["f1"], "max_iou_deficit": np.nan,
                       "max_conf_diff": g["max_conf_diff"]})
 
