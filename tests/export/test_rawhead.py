@@ -108,12 +108,12 @@ def _as_ultralytics_84(model):
              for k, v in {"t84/zero": [0], "t84/box": [64], "t84/cls": [80], "t84/rest": [-1]}.items()]
     new = [helper.make_node("Shape", [feature], ["t84/shape"], name="t84/Shape"),
            helper.make_node("Gather", ["t84/shape", "t84/zero"], ["t84/batch"], name="t84/Gather", axis=0)]
-    for kind in ("box", "cls"):
+    for kind, branch in (("box", "cv2"), ("cls", "cv3")):
         new.append(helper.make_node("Concat", ["t84/batch", f"t84/{kind}", "t84/rest"], [f"t84/{kind}_shape"],
                                     name=f"t84/{kind}_shape", axis=0))
         flat = []
         for level in range(3):
-            conv = f"/model.22/cv{2 if kind == 'box' else 3}.{level}/cv{2 if kind == 'box' else 3}.{level}.2/Conv_output_0"
+            conv = f"/model.22/{branch}.{level}/{branch}.{level}.2/Conv_output_0"
             flat.append(f"t84/{kind}{level}")
             new.append(helper.make_node("Reshape", [conv, f"t84/{kind}_shape"], [flat[-1]], name=flat[-1]))
         split_out = "/model.22/Split_output_0" if kind == "box" else "/model.22/Split_output_1"
