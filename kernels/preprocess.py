@@ -3,24 +3,29 @@
 ``plan`` computes the geometry (Ultralytics ``LetterBox``/``scale_boxes`` arithmetic, torchvision's
 resize-short + centre-crop); ``letterbox`` samples the source straight into the tensor.
 
-Resampling reproduces ``cv2.resize(..., INTER_LINEAR)`` on uint8 bit for bit: half-pixel centres,
-border clamp, 11-bit fixed-point weights and OpenCV's SIMD rounding of the vertical pass. YUV frames
-are converted with OpenCV's BT.601 integer formula (``cv2.cvtColor``), so the tensor equals OpenCV's
-chain without ever building an intermediate image. The compiled kernels live in ``camera.py``
-(separable resampling through a ring of resampled rows); this module plans, validates and builds
-their tables. The normalisation
+The tensor equals OpenCV's chain (``cv2.cvtColor`` for YUV, ``cv2.resize(..., INTER_LINEAR)``, pad,
+channel order, ``/255``-style normalisation) bit for bit, by one of two paths chosen per frame by
+measurement (``_pack_source``): OpenCV itself converts/resamples into a reused per-thread buffer and
+``camera.pack_kernel`` pads, normalises and lays out (packed BGR/RGB frames, contiguous YUV frames); or
+the one-pass kernels of ``camera.py`` sample the source straight into the tensor, reproducing OpenCV's
+resize (half-pixel centres, border clamp, 11-bit fixed-point weights, its SIMD rounding) and BT.601
+integer conversion without an intermediate image (YUV decimated by >= 2x per axis, e.g. 1080p -> 640;
+gray, 4-byte pixels, strided/flipped views, padded picamera2 buffers). This module plans, validates and
+builds the tables. The normalisation
 ``(x*scale - mean)/std`` is a 256-entry table per channel; float16 tables hold the bits of the
 float32 table cast to float16, so float16 output is exactly the float32 output cast.
 """
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from . import checks
-from .camera import bgr_kernel, yuv_kernel
+from .camera import bgr_kernel, pack_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
 __all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS", "PICAMERA_FORMATS"]
@@ -163,14 +168,20 @@ def _htaps(src: int, new: int, start: int, count: int, sx: int, flip: bool):
 @functools.lru_cache(maxsize=32)
 def _tables(scale: float, mean: tuple, std: tuple, pad: float, f16: bool):
     """Per channel (of ``mean``/``std``): value table (3, 256) and pad values (3,), float32 or
-    float16 bits (the float32 values cast, so float16 output == float32 output cast)."""
+    float16 bits (the float32 values cast, so float16 output == float32 output cast); then ``arith``,
+    ``a``, ``b``: True when float32 (v - a) / b equals the float32 table for every v (e.g. /255), which
+    ``pack_kernel`` then computes instead of looking up (it vectorises)."""
     m, s = np.array(mean)[:, None], np.array(std)[:, None]
     lut = ((np.arange(256.0)[None, :] * scale - m) / s).astype(np.float32)
     padv = ((pad * scale - m[:, 0]) / s[:, 0]).astype(np.float32)
+    a, b = (m[:, 0] / scale).astype(np.float32), (s[:, 0] / scale).astype(np.float32)
+    with np.errstate(all="ignore"):
+        arith = not f16 and bool(np.all((np.arange(256, dtype=np.float32)[None, :] - a[:, None]) / b[:, None] == lut))
     if f16:
         lut, padv = lut.astype(np.float16).view(np.uint16), padv.astype(np.float16).view(np.uint16)
-    lut.flags.writeable = padv.flags.writeable = False
-    return lut, padv
+    for t in (lut, padv, a, b):
+        t.flags.writeable = False
+    return lut, padv, arith, a, b
 
 
 # ------------------------------------------------------------------------------- wrappers
@@ -315,6 +326,77 @@ def _flat(img: np.ndarray):
     return rows, img.strides[1], flip, coff
 
 
+_SCRATCH = threading.local()  # per thread: the resized image buffers of the last few sizes
+_RGB_COFF = np.array([2, 1, 0], np.intp)  # tensor channel c reads source byte 2 - c (BGR -> RGB)
+_RGB_COFF.flags.writeable = False
+
+
+def _packed(img: np.ndarray) -> bool:
+    """(H, W, 3) with packed pixels and forward rows (row padding allowed): what cv2.resize takes as is."""
+    return img.strides[2] == 1 and img.strides[1] == 3 and img.strides[0] >= 3 * img.shape[1]
+
+
+# YUV frames cv2.cvtColor reads as they are (contiguous buffers) -> its conversion code to BGR
+_CV_YUV = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21, "i420": cv2.COLOR_YUV2BGR_I420,
+           "YUV420": cv2.COLOR_YUV2BGR_I420, "YVU420": cv2.COLOR_YUV2BGR_YV12, "yuyv": cv2.COLOR_YUV2BGR_YUYV}
+
+
+def _pack_source(image: np.ndarray, planes: tuple, fmt: str, g: Geometry, box) -> np.ndarray | None:
+    """The (H, W, 3) BGR/RGB image ``pack_kernel`` should read, or None for the one-pass kernels.
+
+    Chosen by measurement (benchmarks/bench_preprocess.py, docs/performance.md): packed 3-byte frames
+    always take OpenCV's resize (SIMD) + ``pack_kernel``; contiguous YUV frames take cv2.cvtColor + resize +
+    ``pack_kernel``, except for integer decimations of at least 2x per axis (e.g. 1080p -> 640: every
+    tensor pixel is one source pixel of nine), where converting only the sampled pixels in one pass is faster; gray, 4-byte
+    pixels, strided/flipped views and padded picamera2 buffers keep the one-pass kernels."""
+    if len(planes) == 1:
+        return planes[0] if _packed(planes[0]) else None
+    code = _CV_YUV.get(fmt)
+    if code is None or not image.flags.c_contiguous or box[1] <= box[0] or box[3] <= box[2]:
+        return None
+    _, ymode = _taps(g.src_h, g.new_h, int(box[0]) - g.top, int(box[1] - box[0]), False)
+    _, xmode = _taps(g.src_w, g.new_w, int(box[2]) - g.left, int(box[3] - box[2]), True)
+    if xmode == 0 and ymode == 0 and g.src_h * g.src_w >= 4 * g.new_h * g.new_w:
+        return None  # decimation by >= 2x2: converting only the sampled pixels is faster
+    dst = _scratch(("bgr", g.src_h, g.src_w), (g.src_h, g.src_w, 3))
+    return cv2.cvtColor(image, code, dst=dst)  # the array OpenCV wrote (dst itself when it fits)
+
+
+def _scratch(key: tuple, shape: tuple) -> np.ndarray:
+    """This thread's reused uint8 buffer for ``key`` (the last few kept)."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
+    buf = bufs.get(key)
+    if buf is None:
+        if len(bufs) >= 6:
+            bufs.clear()
+        buf = bufs[key] = np.empty(shape, np.uint8)
+    return buf
+
+
+def _resized(img: np.ndarray, g: Geometry) -> np.ndarray:
+    """``img`` resized to (new_h, new_w) by cv2.resize(INTER_LINEAR) into this thread's reused buffer
+    (``img`` itself when no resize is needed and it is C-contiguous and writable, else copied there)."""
+    if (g.new_h, g.new_w) == img.shape[:2] and img.flags.c_contiguous and img.flags.writeable:
+        return img
+    dst = _scratch(("resized", g.new_h, g.new_w), (g.new_h, g.new_w, 3))
+    if (g.new_h, g.new_w) == img.shape[:2]:  # one kernel signature: C-contiguous writable rows
+        np.copyto(dst, img)
+        return dst
+    return cv2.resize(img, (g.new_w, g.new_h), dst=dst, interpolation=cv2.INTER_LINEAR)
+
+
+def _pack(img, g: Geometry, box, o, swap: bool, tables) -> None:
+    """Packed 3-byte pixels: OpenCV resamples (SIMD; bit-exact with what the one-pass kernels emulate),
+    ``pack_kernel`` pads, converts and lays out. ``o``: the (3, H, W) tensor; ``tables``: ``_tables`` in
+    tensor channel order."""
+    small = _resized(img, g)
+    rows = small.reshape(small.shape[0], -1)
+    lut, padv, arith, a, b = tables
+    pack_kernel(rows, _RGB_COFF if swap else _BGR, o, lut, padv, box, g.top, g.left, arith, a, b)
+
+
 @functools.lru_cache(maxsize=64)
 def _box(g: Geometry) -> np.ndarray:
     """Tensor rows/columns covered by the image: y0, y1, x0, x1 (empty when fully cropped)."""
@@ -357,14 +439,19 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
     scale, mean, std, pad = _norm(scale, mean, std, pad_value)
     shape = (3, geo.dst_h, geo.dst_w) if chw else (geo.dst_h, geo.dst_w, 3)
     out = checks.out_buffer("out", out, shape, dt)
-    # kernels write source channel k to o[k] through table k: reverse the view and the tables
-    # when the tensor wants the other channel order
-    lut, padv = _tables(scale, mean[::-1] if swap else mean, std[::-1] if swap else std, pad,
-                        dt == np.float16)
+    box = _box(geo)
+    src = _pack_source(image, planes, fmt, geo, box) if chw else None
+    if src is not None:  # OpenCV converts/resamples, pack_kernel lays out; tables in tensor channel order
+        _pack(src, geo, box, out.view(np.uint16) if dt == np.float16 else out, swap,
+              _tables(scale, mean, std, pad, dt == np.float16))
+        return out, geo
+    # the one-pass kernels write source channel k to o[k] through table k: reverse the view and the
+    # tables when the tensor wants the other channel order
+    lut, padv, _, _, _ = _tables(scale, mean[::-1] if swap else mean, std[::-1] if swap else std, pad,
+                                 dt == np.float16)
     o = out.view(np.uint16) if dt == np.float16 else out
     o = o if chw else o.transpose(2, 0, 1)
     o = o[::-1] if swap else o
-    box = _box(geo)
     ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
     x0, nx = int(box[2]) - geo.left, int(box[3] - box[2])
     if len(planes) == 1:  # modes 0/1 index the (H, W, 3) view with tx; mode 2 reads flat rows

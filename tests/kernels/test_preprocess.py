@@ -190,6 +190,29 @@ def test_non_contiguous_inputs():
     np.testing.assert_array_equal(letterbox(t, 128)[0], letterbox(big, 128)[0])
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+                                dict(channel_order="bgr", scale=1.0, pad_value=0), dict(dtype=np.float16),
+                                dict(mode="center_crop", resize_short=150), dict(mode="rect"),
+                                dict(mode="stretch", pad_position="top_left")])
+@pytest.mark.parametrize("hw", [(810, 1080), (360, 640), (320, 240), (97, 131)])
+def test_packed_path_equals_one_pass_kernels(kw, hw):
+    """Packed BGR frames go through cv2.resize + pack_kernel; other layouts through the one-pass
+    kernels: the two must give the same tensor bit for bit (sizes: non-integer, exact 2x, identity)."""
+    img = smooth(*hw, seed=hw[0])
+    one_pass = np.ascontiguousarray(img.transpose(1, 0, 2)).transpose(1, 0, 2)  # not packed: one-pass path
+    size = (128, 128) if kw.get("mode") == "center_crop" else (320, 320)
+    a, ga = letterbox(img, size, **kw)
+    b, gb = letterbox(one_pass, size, **kw)
+    assert ga == gb and a.dtype == b.dtype
+    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_pack_tables_compute_only_when_exact():
+    from edgerun.kernels.preprocess import _tables  # noqa: the table/arith decision itself
+    assert _tables(1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 114.0, False)[2]  # /255: computed
+    assert not _tables(1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 114.0, True)[2]  # float16: table
+
+
 def test_out_buffer_reused():
     batch = np.zeros((2, 3, 64, 64), np.float32)
     img = rand((48, 64, 3), seed=11)
