@@ -13,7 +13,7 @@ from numba import uintp
 
 from ._jit import inner, jit
 
-__all__ = ["bgr_kernel", "yuv_kernel", "pack_kernel"]
+__all__ = ["bgr_kernel", "yuv_kernel", "pack_kernel", "yuv_decimate_kernel"]
 
 # Output rows take one of three paths (``_row_mode``):
 # 0 nearest, every weight 2048/0 (integer downscale, e.g. 1080p -> 640): the source pixel itself;
@@ -273,6 +273,61 @@ def _line(yp, up, vp, cs, cols, r, lines, lids):
     if cs < 0:
         return _yuyv_line(yp, cols, r, lines, lids)
     return _yuv_line(yp, up, vp, cs, cols, r, lines, lids)
+
+
+# ``yuv_decimate_kernel``: YUV frames decimated by >= 2 per axis (every tensor pixel is one source pixel,
+# e.g. 1080p -> 640), tensor rows in three passes over short arrays: gather the sampled Y, U, V bytes of
+# the row (scalar, few loads), BT.601 in int32 over the row (vectorises), normalise into the three
+# C-contiguous channel rows (vectorises; ``swap`` writes R first). The one-pass ``yuv_kernel`` does the same
+# arithmetic per pixel through a reversed view and tables, which LLVM cannot vectorise.
+@inner
+def _gather_yuv(yp, up, vp, cs, cols, r, yv, uv, vv):
+    rr, rc, one = uintp(r), uintp(r) >> uintp(cs) if cs >= 0 else uintp(r), uintp(1)
+    for k in range(cols.shape[0]):
+        x = uintp(cols[k])
+        if cs < 0:  # YUYV: one (H, 2W) byte array, luma at 2x, the pair's U, V at 4(x >> 1) + 1, + 3
+            i = (x >> one) << uintp(2)
+            yv[k], uv[k], vv[k] = yp[rr, x << one], yp[rr, i + one], yp[rr, i + uintp(3)]
+        else:
+            yv[k], uv[k], vv[k] = yp[rr, x], up[rc, x >> one], vp[rc, x >> one]
+
+
+@inner
+def _convert_row(yv, uv, vv, b8, g8, r8):
+    """cv2.cvtColor's BT.601 integer formula (``_terms``/``_bgr``) over whole rows."""
+    for k in range(yv.shape[0]):
+        y = max(_I32(yv[k]) - _I32(16), _I32(0)) * _I32(1220542)
+        u, v = _I32(uv[k]) - _I32(128), _I32(vv[k]) - _I32(128)
+        b8[k] = min(max((y + _I32(2116026) * u + _I32(524288)) >> _I32(20), _I32(0)), _I32(255))
+        g8[k] = min(max((y - _I32(852492) * v - _I32(409993) * u + _I32(524288)) >> _I32(20), _I32(0)), _I32(255))
+        r8[k] = min(max((y + _I32(1673527) * v + _I32(524288)) >> _I32(20), _I32(0)), _I32(255))
+
+
+@inner
+def _norm_row(src, oc, lc, arith, ac, bc):
+    if arith:
+        for k in range(oc.shape[0]):
+            oc[k] = (np.float32(src[k]) - ac) / bc
+    else:
+        for k in range(oc.shape[0]):
+            oc[k] = lc[src[k]]
+
+
+@jit
+def yuv_decimate_kernel(yp, up, vp, cs, cols, o, lut, padv, ty, box, swap, arith, a, b):
+    """Sampled source pixels (rows ``ty[0]``, columns ``cols``) of a YUV frame -> o[c, y, x] (tensor
+    channel order: R first when ``swap``, else B); ``lut``/``a``/``b`` in tensor channel order."""
+    n = cols.shape[0]
+    yv, uv, vv = np.empty(n, np.uint8), np.empty(n, np.uint8), np.empty(n, np.uint8)
+    bgr = np.empty((3, n), np.int32)
+    x0 = box[2]
+    for dy in range(o.shape[1]):
+        if not _pad_row(o, padv, box, dy):
+            continue
+        _gather_yuv(yp, up, vp, cs, cols, ty[0, dy - box[0]], yv, uv, vv)
+        _convert_row(yv, uv, vv, bgr[0], bgr[1], bgr[2])
+        for c in range(3):
+            _norm_row(bgr[2 - c] if swap else bgr[c], o[c, dy, x0:x0 + n], lut[c], arith, a[c], b[c])
 
 
 # YUYV (Y0 U Y1 V per pixel pair; ``yuv_kernel`` with cs -1) reads the frame as one (H, 2W) byte

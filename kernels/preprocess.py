@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from . import checks
-from .camera import bgr_kernel, pack_kernel, yuv_kernel
+from .camera import bgr_kernel, pack_kernel, yuv_decimate_kernel, yuv_kernel
 from .errors import EdgerunTypeError, EdgerunValueError
 
 __all__ = ["Geometry", "plan", "letterbox", "PIXEL_FORMATS", "PICAMERA_FORMATS"]
@@ -342,24 +342,32 @@ _CV_YUV = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21, "i420
 
 
 def _pack_source(image: np.ndarray, planes: tuple, fmt: str, g: Geometry, box) -> np.ndarray | None:
-    """The (H, W, 3) BGR/RGB image ``pack_kernel`` should read, or None for the one-pass kernels.
+    """The (H, W, 3) BGR/RGB image ``pack_kernel`` should read, or None for the other kernels.
 
     Chosen by measurement (benchmarks/bench_preprocess.py, docs/performance.md): packed 3-byte frames
     always take OpenCV's resize (SIMD) + ``pack_kernel``; contiguous YUV frames take cv2.cvtColor + resize +
     ``pack_kernel``, except for integer decimations of at least 2x per axis (e.g. 1080p -> 640: every
-    tensor pixel is one source pixel of nine), where converting only the sampled pixels in one pass is faster; gray, 4-byte
-    pixels, strided/flipped views and padded picamera2 buffers keep the one-pass kernels."""
+    tensor pixel is one source pixel of nine), where converting only the sampled pixels is faster
+    (``yuv_decimate_kernel``); gray, 4-byte pixels, strided/flipped views and padded picamera2 buffers
+    keep the one-pass kernels."""
     if len(planes) == 1:
         return planes[0] if _packed(planes[0]) else None
     code = _CV_YUV.get(fmt)
     if code is None or not image.flags.c_contiguous or box[1] <= box[0] or box[3] <= box[2]:
         return None
-    _, ymode = _taps(g.src_h, g.new_h, int(box[0]) - g.top, int(box[1] - box[0]), False)
-    _, xmode = _taps(g.src_w, g.new_w, int(box[2]) - g.left, int(box[3] - box[2]), True)
-    if xmode == 0 and ymode == 0 and g.src_h * g.src_w >= 4 * g.new_h * g.new_w:
+    if _decimated(g, box):
         return None  # decimation by >= 2x2: converting only the sampled pixels is faster
     dst = _scratch(("bgr", g.src_h, g.src_w), (g.src_h, g.src_w, 3))
     return cv2.cvtColor(image, code, dst=dst)  # the array OpenCV wrote (dst itself when it fits)
+
+
+def _decimated(g: Geometry, box) -> bool:
+    """Both axes single-tap (every tensor pixel is one source pixel) and >= 4 source pixels per tensor pixel."""
+    if box[1] <= box[0] or box[3] <= box[2] or g.src_h * g.src_w < 4 * g.new_h * g.new_w:
+        return False
+    _, ymode = _taps(g.src_h, g.new_h, int(box[0]) - g.top, int(box[1] - box[0]), False)
+    _, xmode = _taps(g.src_w, g.new_w, int(box[2]) - g.left, int(box[3] - box[2]), True)
+    return xmode == 0 and ymode == 0
 
 
 def _scratch(key: tuple, shape: tuple) -> np.ndarray:
@@ -444,6 +452,13 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
     if src is not None:  # OpenCV converts/resamples, pack_kernel lays out; tables in tensor channel order
         _pack(src, geo, box, out.view(np.uint16) if dt == np.float16 else out, swap,
               _tables(scale, mean, std, pad, dt == np.float16))
+        return out, geo
+    if chw and len(planes) > 1 and out.flags.c_contiguous and _decimated(geo, box):
+        ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
+        tx, _ = _taps(w, geo.new_w, int(box[2]) - geo.left, int(box[3] - box[2]), True)
+        lut, padv, arith, a, b = _tables(scale, mean, std, pad, dt == np.float16)
+        yuv_decimate_kernel(*planes, tx[0], out.view(np.uint16) if dt == np.float16 else out, lut, padv, ty,
+                            box, swap, arith, a, b)
         return out, geo
     # the one-pass kernels write source channel k to o[k] through table k: reverse the view and the
     # tables when the tensor wants the other channel order

@@ -32,6 +32,8 @@ DETECT_MODELS = ["yolov8n_320_int8dyn.onnx", "yolov5n_640_fp16.onnx", "yolox_nan
 
 
 def _run(name: str, image, **options) -> None:
+    import cv2
+
     from edgerun.runtime import open_model
     from edgerun.runtime.tasks.dispatch import annotate
 
@@ -40,6 +42,8 @@ def _run(name: str, image, **options) -> None:
         annotate(image.copy(), result, model.spec.names)
         for fmt in ("nv12", "gray"):  # camera formats go through their own preprocessing kernels
             model.run(_convert(image, fmt), pixel_format=fmt)
+        side = 3 * max(model.spec.input_size)  # a frame 3x the input: YUV decimation (1080p -> 640 style)
+        model.run(_convert(cv2.resize(image, (side, side)), "nv12"), pixel_format="nv12")
         from picamera_buffers import packed, planar  # picamera2 buffers, row padding included
 
         even = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]

@@ -46,6 +46,10 @@ def warmup() -> int:
     letterbox(np.zeros((8, 16, 3), np.uint8)[:, ::2], (16, 16))
     letterbox(np.zeros((12, 8), np.uint8), (16, 16), pixel_format="YUV420")
     n += 2
+    for fmt in ("nv12", "i420", "yuyv", "YUV420"):  # YUV decimated 3x (e.g. 1080p -> 640): its own kernel
+        for dtype in (np.float32, np.float16):
+            letterbox(_frame(fmt, 48, 48), (16, 16), pixel_format=fmt, dtype=dtype)
+            n += 1
     heads = {"yolov8": (1, 6, 21), "yolov5": (1, 21, 7), "yolox": (1, 21, 7), "end2end": (1, 5, 6),
              "dfl": (1, 66, 21)}
     for head, shape in heads.items():

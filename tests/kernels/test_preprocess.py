@@ -237,6 +237,21 @@ def test_yuv_matches_cvtcolor_chain(fmt, hw, size):
     assert_close(got, opencv_chain(bgr, size)[0])
 
 
+@pytest.mark.parametrize("fmt", ["nv12", "i420", "yuyv"])
+@pytest.mark.parametrize("kw", [dict(), dict(channel_order="bgr"), dict(dtype=np.float16),
+                                dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+                                dict(mode="rect"), dict(mode="center_crop", resize_short=200)])
+def test_yuv_decimation_equals_converted_frame(fmt, kw):
+    """1080p -> 640 (every tensor pixel one source pixel: the decimation kernel) equals the BGR frame
+    cv2.cvtColor makes of the same buffer, through the BGR path, bit for bit."""
+    buf = rand((1080, 1920, 2) if fmt == "yuyv" else (1620, 1920), seed=21)
+    size = (180, 180) if kw.get("mode") == "center_crop" else (640, 640)
+    got, g = letterbox(buf, size, pixel_format=fmt, **kw)
+    want, g2 = letterbox(cv2.cvtColor(buf, YUV_CODES[fmt]), size, **kw)
+    assert g == g2
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
 def test_yuv_from_real_frame_and_views():
     bgr = smooth(360, 480, seed=12)
     i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
