@@ -23,6 +23,18 @@ def shared_file(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def yolo() -> str:
+    """../shared's yolov8n 640 fp32 ONNX (the export tests' source model)."""
+    return str(shared_file("models", "yolov8n_640_fp32dq.onnx"))
+
+
+@pytest.fixture(scope="session")
+def photos() -> str:
+    """../shared's photo folder."""
+    return str(shared_file("images"))
+
+
+@pytest.fixture(scope="session")
 def bus_bgr():
     import cv2
     return cv2.imread(str(shared_file("images", "bus.jpg")))

@@ -23,16 +23,6 @@ RUNTIME_DIR = os.path.dirname(importlib.util.find_spec("edgerun.runtime").origin
 DEMO_ONNX = os.path.join(RUNTIME_DIR, "data", "demo.onnx")
 
 
-@pytest.fixture(scope="module")
-def yolo():
-    return str(shared_file("models", "yolov8n_640_fp32dq.onnx"))
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return str(shared_file("images"))
-
-
 def _leftovers(folder) -> list[str]:
     return [f for f in os.listdir(folder) if f.startswith(".edgerun-export-")]
 

@@ -19,16 +19,6 @@ from conftest import shared_file
 
 
 @pytest.fixture(scope="module")
-def yolo():
-    return str(shared_file("models", "yolov8n_640_fp32dq.onnx"))
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return str(shared_file("images"))
-
-
-@pytest.fixture(scope="module")
 def raw_fp32(tmp_path_factory, yolo, photos):
     out = tmp_path_factory.mktemp("raw") / "raw.onnx"
     report = finish_onnx(yolo, str(out), head="raw", verify_images=photos)
