@@ -18,6 +18,7 @@ float32 table cast to float16, so float16 output is exactly the float32 output c
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -341,6 +342,41 @@ _CV_YUV = {"nv12": cv2.COLOR_YUV2BGR_NV12, "nv21": cv2.COLOR_YUV2BGR_NV21, "i420
            "YUV420": cv2.COLOR_YUV2BGR_I420, "YVU420": cv2.COLOR_YUV2BGR_YV12, "yuyv": cv2.COLOR_YUV2BGR_YUYV}
 
 
+# sha256 of OpenCV's output on ``_probe`` frames (resize down by a non-integer factor, exactly 2x, up; the
+# YUV -> BGR conversions), the same with opencv-python-headless 4.8.0 and 5.1.0 on x86-64: the arithmetic the
+# one-pass kernels reproduce. A build that computes anything else keeps the one-pass kernels, so a frame gives
+# the same tensor on every machine: aarch64's 5.1.0 wheel (under qemu, cortex-a76) resizes by non-integer
+# factors differently (its 2x resize and YUV conversions agree); letting it resample moved bus.jpg's boxes
+# 0.3 px and a keypoint 2.2 px away from x86's in the arm64 lane.
+_OPENCV_REFERENCE = "04d9505d51042126df9c89b7e7646c5c5007b1d6a5b6c79d1610672a245e6c85"
+
+
+def _probe(h: int, w: int, c: int) -> np.ndarray:
+    """A deterministic pseudo-random uint8 frame (integer hashing: the same bytes on every platform)."""
+    i = np.arange(h * w * c, dtype=np.uint64)
+    return ((i * np.uint64(2654435761) >> np.uint64(13)) & np.uint64(255)).astype(np.uint8).reshape(h, w, c)
+
+
+def opencv_digest() -> str:
+    """sha256 of this OpenCV build's resize and YUV conversions on the probe frames."""
+    h = hashlib.sha256()
+    img = _probe(64, 96, 3)
+    for size in ((45, 67), (32, 48), (77, 111)):
+        h.update(cv2.resize(img, size[::-1], interpolation=cv2.INTER_LINEAR).tobytes())
+    yuv = _probe(96, 96, 1).reshape(96, 96)
+    for code in (cv2.COLOR_YUV2BGR_NV12, cv2.COLOR_YUV2BGR_NV21, cv2.COLOR_YUV2BGR_I420, cv2.COLOR_YUV2BGR_YV12):
+        h.update(cv2.cvtColor(yuv, code).tobytes())
+    h.update(cv2.cvtColor(_probe(64, 96, 2), cv2.COLOR_YUV2BGR_YUYV).tobytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def opencv_exact() -> bool:
+    """True when OpenCV's resize/cvtColor compute exactly what edgerun's kernels reproduce (checked once per
+    process, ~1 ms): then ``letterbox`` lets OpenCV resample and convert (faster); else it never does."""
+    return opencv_digest() == _OPENCV_REFERENCE
+
+
 def _pack_source(image: np.ndarray, planes: tuple, fmt: str, g: Geometry, box) -> np.ndarray | None:
     """The (H, W, 3) BGR/RGB image ``pack_kernel`` should read, or None for the other kernels.
 
@@ -350,6 +386,8 @@ def _pack_source(image: np.ndarray, planes: tuple, fmt: str, g: Geometry, box) -
     tensor pixel is one source pixel of nine), where converting only the sampled pixels is faster
     (``yuv_decimate_kernel``); gray, 4-byte pixels, strided/flipped views and padded picamera2 buffers
     keep the one-pass kernels."""
+    if not opencv_exact():
+        return None
     if len(planes) == 1:
         return planes[0] if _packed(planes[0]) else None
     code = _CV_YUV.get(fmt)

@@ -207,6 +207,27 @@ def test_packed_path_equals_one_pass_kernels(kw, hw):
     np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+def test_opencv_paths_only_where_opencv_is_exact(monkeypatch):
+    """OpenCV resamples/converts only when its digest is the x86-64 reference (it is with the wheels CI
+    installs on x86-64); when it is not, every frame takes edgerun's kernels and gives the same tensor."""
+    import platform
+
+    from edgerun.kernels import preprocess
+
+    assert preprocess.opencv_exact() == (preprocess.opencv_digest() == preprocess._OPENCV_REFERENCE)
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert preprocess.opencv_exact(), f"OpenCV {cv2.__version__} on x86-64 no longer matches the reference"
+    img, nv12 = smooth(810, 1080, seed=4), rand((540, 640), seed=5)
+    fast = [letterbox(img, 640)[0], letterbox(nv12, 320, pixel_format="nv12")[0]]
+    calls = []
+    monkeypatch.setattr(preprocess, "opencv_exact", lambda: False)
+    monkeypatch.setattr(preprocess.cv2, "resize", lambda *a, **k: calls.append(a))
+    slow = [letterbox(img, 640)[0], letterbox(nv12, 320, pixel_format="nv12")[0]]
+    assert not calls
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_pack_tables_compute_only_when_exact():
     from edgerun.kernels.preprocess import _tables  # noqa: the table/arith decision itself
     assert _tables(1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 114.0, False)[2]  # /255: computed
