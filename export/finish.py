@@ -248,7 +248,7 @@ def _cut_head(model, ref, src: str, required: bool) -> tuple[Any, Any, dict[str,
 
 
 def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dict[str, Any] | None,
-            spec=None) -> dict[str, Any]:
+            spec) -> dict[str, Any]:
     """``int8search.search_float_nodes`` on the slimmed fp32 ``model`` (written to a temporary file with
     ``spec``'s metadata, which the trial files keep, so that a cut head opens as one)."""
     import onnx
@@ -264,7 +264,7 @@ def _search(model, ref, calib_files: list[str], search: dict[str, Any], qdq: dic
         fp32 = os.path.join(tmp, "fp32.onnx")
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
-        _set_metadata(probe, ref.spec if spec is None else spec)
+        _set_metadata(probe, spec)
         onnx.save(probe, fp32)
         return search_float_nodes(fp32, ref, feed, search["images"], min_f1=search["min_f1"],
                                   max_trials=search["max_trials"], threads=search["threads"], qdq=qdq,
@@ -310,13 +310,13 @@ def _set_metadata(model, spec) -> None:
 
 
 def _check(ref, staged: str, images, threads: int | None, precision: str, min_f1: float | None,
-           spec=None) -> dict[str, Any]:
+           spec) -> dict[str, Any]:
     """Reload ``staged`` the way users will (metadata only, no overrides) and compare with ``ref``;
     ``spec``: the spec written (``ref.spec`` unless the head was cut)."""
     from edgerun.runtime.tasks.detector import Detector
 
     new = Detector.from_path(staged, threads=ref.session.threads if threads is None else threads)
-    diff = spec_diff(ref.spec if spec is None else spec, new.spec)
+    diff = spec_diff(spec, new.spec)
     agreement: Agreement = compare_detectors(ref, new, images)
     threshold = MIN_F1[precision] if min_f1 is None else float(min_f1)
     problems = [f"metadata does not round-trip: {diff}"] if diff else []

@@ -13,13 +13,13 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["head_tail_nodes", "head_output_layers", "stem_nodes", "to_fp16", "to_int8", "is_quantized", "ImageFeed"]
+__all__ = ["SHAPE_OPS", "head_tail_nodes", "head_output_layers", "stem_nodes", "to_fp16", "to_int8", "is_quantized", "ImageFeed"]
 
 # Ops that carry trained weights: the walk back from the output stops at them (they stay quantizable)
 _WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 _QUANT_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "DequantizeLinear",
               "QuantizeLinear", "DynamicQuantizeLinear"}
-_SHAPE_OPS = {"Shape", "Size"}  # outputs depend on their input's shape only, never its values
+SHAPE_OPS = {"Shape", "Size"}  # outputs depend on their input's shape only, never its values
 _MAX_FIXED_WEIGHTS = 64  # e.g. the DFL's 1x16x1x1 arange conv: part of the decode, not a trained layer
 
 
@@ -52,7 +52,7 @@ def head_tail_nodes(model) -> list[str]:
         if _is_trained_layer(node, sizes):
             continue
         tail[node.name] = None
-        if node.op_type not in _SHAPE_OPS:
+        if node.op_type not in SHAPE_OPS:
             stack.extend(node.input)
     return list(tail)
 

@@ -32,11 +32,10 @@ OUTPUT = "raw_dfl"  # the cut graph's output: (batch, 4*reg_max + C, N)
 
 @dataclass(frozen=True)
 class RawHead:
-    """What the cut found: per level (stride ascending) the box and class conv outputs."""
+    """What the cut found: the levels' strides (ascending) and the DFL bins per box side."""
 
     strides: tuple[int, ...]
     reg_max: int
-    num_classes: int
     removed: int  # decode-tail nodes removed
 
 
@@ -103,7 +102,7 @@ def cut_dfl_head(model, input_size: tuple[int, int], num_classes: int) -> tuple[
     del model.graph.value_info[:]
     model.graph.value_info.extend(keep_info)
     onnx.checker.check_model(model)
-    return model, RawHead(tuple(lv[0] for lv in levels), reg, num_classes, removed)
+    return model, RawHead(tuple(lv[0] for lv in levels), reg, removed)
 
 
 def _level_pairs(conv_out: list[str], shapes: dict[str, tuple], tail_nodes: list) -> list[tuple[str, str] | None]:
@@ -124,9 +123,8 @@ def _level_pairs(conv_out: list[str], shapes: dict[str, tuple], tail_nodes: list
         if ordered:
             pairs.append((ordered[0][0], ordered[0][1]))
             continue
-        reach = [_reaches_softmax(t, tail_nodes) for t in group]
-        pairs.append((group[0], group[1]) if reach == [True, False] else (group[1], group[0])
-                     if reach == [False, True] else None)
+        box = [t for t in group if _reaches_softmax(t, tail_nodes)]
+        pairs.append((box[0], next(t for t in group if t != box[0])) if len(box) == 1 else None)
     return pairs
 
 
@@ -141,7 +139,7 @@ def _reaches_softmax(tensor: str, tail_nodes: list) -> bool:
         for n in consumers.get(stack.pop(), []):
             if n.op_type == "Softmax":
                 return True
-            if n.op_type in ("Shape", "Size"):
+            if n.op_type in quant.SHAPE_OPS:
                 continue
             for o in n.output:
                 if o not in seen:

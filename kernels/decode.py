@@ -219,17 +219,8 @@ def _dfl_boxes(x, table, half, idx, reg, strides, in_h, in_w):
     d = np.empty(4, np.float32)
     e = np.empty(reg, np.float32)
     for t in range(idx.shape[0]):
-        local = np.int64(idx[t])
-        s, ws = np.int64(0), np.int64(1)
-        for q in range(strides.shape[0]):
-            s = strides[q]
-            ws = (in_w + s - 1) // s
-            cells = ((in_h + s - 1) // s) * ws
-            if local < cells:
-                break
-            local -= cells
-        ax = np.float32(local % ws) + _HALF
-        ay = np.float32(local // ws) + _HALF
+        s, gx, gy = _cell(idx[t], strides, in_h, in_w, True)
+        ax, ay = np.float32(gx) + _HALF, np.float32(gy) + _HALF
         for side in range(4):
             r0 = side * reg
             m = -_INF
@@ -281,22 +272,31 @@ def _decode_v5(x, table, half, nc, thr, cap):
 
 
 @inner
+def _cell(j, strides, in_h, in_w, ceil):
+    """Anchor ``j`` of per-stride grids over ``in_h`` x ``in_w`` (levels in order, rows then columns;
+    ceil(in / s) cells per axis when ``ceil``, else floor): (stride, column, row)."""
+    local = np.int64(j)
+    s, ws = np.int64(1), np.int64(1)
+    for q in range(strides.shape[0]):
+        s = np.int64(strides[q])
+        hs, ws = ((in_h + s - 1) // s, (in_w + s - 1) // s) if ceil else (in_h // s, in_w // s)
+        if local < hs * ws:
+            break
+        local -= hs * ws
+    return s, local % ws, local // ws
+
+
+@inner
 def _yolox_boxes(bx, idx, strides, in_h, in_w):
     """YOLOX demo_postprocess, in place: xy = (p + grid) * s, wh = exp(p) * s, float64 math stored as
     float32 (grid: per stride, rows then columns). exp is taken in float64, so results may differ from
     numpy's float32 exp by 1 ulp; overflow gives inf (dropped later)."""
     for t in range(idx.shape[0]):
-        local = np.int64(idx[t])
-        for s in strides:
-            ws, cells = in_w // s, (in_h // s) * (in_w // s)
-            if local < cells:
-                gy, gx = local // ws, local % ws
-                bx[t, 0] = np.float32((np.float64(bx[t, 0]) + gx) * s)
-                bx[t, 1] = np.float32((np.float64(bx[t, 1]) + gy) * s)
-                bx[t, 2] = np.float32(np.exp(np.float64(bx[t, 2])) * s)
-                bx[t, 3] = np.float32(np.exp(np.float64(bx[t, 3])) * s)
-                break
-            local -= cells
+        s, gx, gy = _cell(idx[t], strides, in_h, in_w, False)
+        bx[t, 0] = np.float32((np.float64(bx[t, 0]) + gx) * s)
+        bx[t, 1] = np.float32((np.float64(bx[t, 1]) + gy) * s)
+        bx[t, 2] = np.float32(np.exp(np.float64(bx[t, 2])) * s)
+        bx[t, 3] = np.float32(np.exp(np.float64(bx[t, 3])) * s)
 
 
 @jit
@@ -332,8 +332,11 @@ def _decode_e2e(x, table, half, thr, cap):
 
 
 # ---------------------------------------------------------------- validation + public API
+_SHAPES = {"yolov8": "(1, 4+C+E, N)", "dfl": "(1, 4*reg_max+C, N)", "end2end": "(1, N, 6)"}  # else (1, N, 5+C)
+
+
 def _as_2d(output, head: str) -> np.ndarray:
-    want = "(1, 4+C+E, N)" if head == "yolov8" else "(1, 4*reg_max+C, N)" if head == "dfl" else "(1, N, 6)" if head == "end2end" else "(1, N, 5+C)"
+    want = _SHAPES.get(head, "(1, N, 5+C)")
     x = checks.array("output", output, (np.float32, np.float16))
     if x.ndim == 3 and x.shape[0] == 1:
         return x[0]

@@ -373,29 +373,27 @@ def opencv_digest() -> str:
 @functools.lru_cache(maxsize=1)
 def opencv_exact() -> bool:
     """True when OpenCV's resize/cvtColor compute exactly what edgerun's kernels reproduce (checked once per
-    process, ~1 ms): then ``letterbox`` lets OpenCV resample and convert (faster); else it never does."""
+    process, ~2 ms): then ``letterbox`` lets OpenCV resample and convert (faster); else it never does."""
     return opencv_digest() == _OPENCV_REFERENCE
 
 
-def _pack_source(image: np.ndarray, planes: tuple, fmt: str, g: Geometry, box) -> np.ndarray | None:
+def _pack_source(image: np.ndarray, planes: tuple, fmt: str) -> np.ndarray | None:
     """The (H, W, 3) BGR/RGB image ``pack_kernel`` should read, or None for the other kernels.
 
     Chosen by measurement (benchmarks/bench_preprocess.py, docs/performance.md): packed 3-byte frames
     always take OpenCV's resize (SIMD) + ``pack_kernel``; contiguous YUV frames take cv2.cvtColor + resize +
-    ``pack_kernel``, except for integer decimations of at least 2x per axis (e.g. 1080p -> 640: every
-    tensor pixel is one source pixel of nine), where converting only the sampled pixels is faster
-    (``yuv_decimate_kernel``); gray, 4-byte pixels, strided/flipped views and padded picamera2 buffers
-    keep the one-pass kernels."""
+    ``pack_kernel`` (the caller sends integer decimations of at least 2x per axis, e.g. 1080p -> 640, to
+    ``yuv_decimate_kernel`` instead: converting only the sampled pixels is faster); gray, 4-byte pixels,
+    strided/flipped views and padded picamera2 buffers keep the one-pass kernels."""
     if not opencv_exact():
         return None
     if len(planes) == 1:
         return planes[0] if _packed(planes[0]) else None
     code = _CV_YUV.get(fmt)
-    if code is None or not image.flags.c_contiguous or box[1] <= box[0] or box[3] <= box[2]:
+    if code is None or not image.flags.c_contiguous:
         return None
-    if _decimated(g, box):
-        return None  # decimation by >= 2x2: converting only the sampled pixels is faster
-    dst = _scratch(("bgr", g.src_h, g.src_w), (g.src_h, g.src_w, 3))
+    h, w = image.shape[:2] if fmt == "yuyv" else (image.shape[0] * 2 // 3, image.shape[1])
+    dst = _scratch(("bgr", h, w), (h, w, 3))
     return cv2.cvtColor(image, code, dst=dst)  # the array OpenCV wrote (dst itself when it fits)
 
 
@@ -486,26 +484,25 @@ def letterbox(image: np.ndarray, size=(640, 640), *, pixel_format: str = "bgr", 
     shape = (3, geo.dst_h, geo.dst_w) if chw else (geo.dst_h, geo.dst_w, 3)
     out = checks.out_buffer("out", out, shape, dt)
     box = _box(geo)
-    src = _pack_source(image, planes, fmt, geo, box) if chw else None
-    if src is not None:  # OpenCV converts/resamples, pack_kernel lays out; tables in tensor channel order
-        _pack(src, geo, box, out.view(np.uint16) if dt == np.float16 else out, swap,
-              _tables(scale, mean, std, pad, dt == np.float16))
-        return out, geo
-    if chw and len(planes) > 1 and out.flags.c_contiguous and _decimated(geo, box):
-        ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
-        tx, _ = _taps(w, geo.new_w, int(box[2]) - geo.left, int(box[3] - box[2]), True)
-        lut, padv, arith, a, b = _tables(scale, mean, std, pad, dt == np.float16)
-        yuv_decimate_kernel(*planes, tx[0], out.view(np.uint16) if dt == np.float16 else out, lut, padv, ty,
-                            box, swap, arith, a, b)
-        return out, geo
+    o = out.view(np.uint16) if dt == np.float16 else out
+    ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
+    decimated = len(planes) > 1 and _decimated(geo, box)
+    if chw:  # tables in tensor channel order
+        if decimated and out.flags.c_contiguous:
+            tx, _ = _taps(w, geo.new_w, int(box[2]) - geo.left, int(box[3] - box[2]), True)
+            lut, padv, arith, a, b = _tables(scale, mean, std, pad, dt == np.float16)
+            yuv_decimate_kernel(*planes, tx[0], o, lut, padv, ty, box, swap, arith, a, b)
+            return out, geo
+        src = None if decimated else _pack_source(image, planes, fmt)
+        if src is not None:  # OpenCV converts/resamples, pack_kernel lays out
+            _pack(src, geo, box, o, swap, _tables(scale, mean, std, pad, dt == np.float16))
+            return out, geo
     # the one-pass kernels write source channel k to o[k] through table k: reverse the view and the
     # tables when the tensor wants the other channel order
     lut, padv, _, _, _ = _tables(scale, mean[::-1] if swap else mean, std[::-1] if swap else std, pad,
                                  dt == np.float16)
-    o = out.view(np.uint16) if dt == np.float16 else out
     o = o if chw else o.transpose(2, 0, 1)
     o = o[::-1] if swap else o
-    ty, _ = _taps(h, geo.new_h, int(box[0]) - geo.top, int(box[1] - box[0]), False)
     x0, nx = int(box[2]) - geo.left, int(box[3] - box[2])
     if len(planes) == 1:  # modes 0/1 index the (H, W, 3) view with tx; mode 2 reads flat rows
         rows, sx, flip, coff = _flat(planes[0])
