@@ -7,10 +7,16 @@ edgerun writes into a reused ``out`` buffer. The kernels are serial, so OpenCV g
 (1) by default. Every case interleaves the two call by call (order alternating), excludes and reports
 warm-up, and gives median / p90 of sorted samples (edgerun.runtime.bench.summarize) and the ratio
 peer / edgerun. ``--parallel`` adds a prange twin of the kernel to show whether parallel=True pays.
+
+The peer's fresh arrays make its time depend on the C heap (``Heap``): on glibc the chain is timed in both
+states, set explicitly, "warm" (its fastest: freed arrays stay mapped) and "fresh pages" (malloc_trim before
+each call, so every new array page-faults in, as happens whenever glibc returns the freed memory itself).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 from typing import Callable
 
@@ -32,6 +38,41 @@ CASES = [  # (name, src_h, src_w, size)
 CODES = {"bgr": None, "nv12": cv2.COLOR_YUV2BGR_NV12, "i420": cv2.COLOR_YUV2BGR_I420,
          "yuyv": cv2.COLOR_YUV2BGR_YUY2}
 _PLANAR = ("nv12", "i420")  # (H*3//2, W) buffers
+
+
+class Heap:
+    """The C heap state the OpenCV chain's fresh 5-6 MB arrays land in (glibc only; ``libc`` None elsewhere).
+
+    Left alone, glibc decides by the process's history whether the chain's freed arrays go back to the OS
+    (its heap top passed M_TRIM_THRESHOLD, or the block came from mmap): then each call page-faults them in
+    again (1600-2800 minor faults, +3-5 ms per 1080p call here) and the same chain measured 1.6 or 6.4 ms
+    in two runs. ``pin`` fixes the warm state (thresholds high: nothing is returned, no faults); ``fresh``
+    wraps a call with malloc_trim(0), the faulting state, reproducibly."""
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+    def __init__(self) -> None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+            self.libc = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        except OSError:
+            self.libc = None
+
+    def pin(self) -> bool:
+        """Keep freed memory in the process (the warm state); False when not on glibc."""
+        if self.libc is None:
+            return False
+        return bool(self.libc.mallopt(self.M_MMAP_THRESHOLD, 64 << 20)) and \
+            bool(self.libc.mallopt(self.M_TRIM_THRESHOLD, 256 << 20))
+
+    def fresh(self, fn: Callable[[], object]) -> Callable[[], object]:
+        """``fn`` after returning every free heap page to the OS (its arrays fault in anew)."""
+        trim = self.libc.malloc_trim
+
+        def run() -> object:
+            trim(0)
+            return fn()
+        return run
 
 
 def camera_frame(h: int, w: int, fmt: str, seed: int = 0) -> np.ndarray:
@@ -100,23 +141,36 @@ def main() -> None:
     ap.add_argument("--json", help="write all statistics and the machine record here")
     args = ap.parse_args()
     cv2.setNumThreads(args.cv2_threads)
-    record = {"machine": machine_record(), "cv2_threads": cv2.getNumThreads(), "cases": []}
+    heap = Heap()
+    pinned = heap.pin()
+    record = {"machine": machine_record(), "cv2_threads": cv2.getNumThreads(),
+              "heap": "glibc, pinned warm; fresh pages by malloc_trim" if pinned else "not glibc: as found",
+              "cases": []}
     print(f"cv2 threads {cv2.getNumThreads()}, edgerun serial; median ms of {args.samples} sorted samples")
     for w in record["machine"]["warnings"]:
         print("warning:", w)
-    print(f"{'case':24s} {'fmt':5s} {'edgerun':>8s} {'p90':>7s} {'opencv':>8s} {'p90':>7s} {'ratio':>6s}")
+    if not pinned:
+        print("warning: not glibc: the OpenCV chain runs in whatever heap state it finds (no fresh-pages column)")
+    print(f"{'case':24s} {'fmt':5s} {'edgerun':>8s} {'p90':>7s} {'opencv':>8s} {'p90':>7s} {'ratio':>6s}"
+          + (f" {'fresh pages':>11s} {'p90':>7s} {'ratio':>6s}" if pinned else ""))
     for name, h, w, size in CASES:
         for fmt in CODES:
             frame = camera_frame(h, w, fmt)
             out = np.empty((3, size, size), np.float32)
+            chain = opencv_chain(frame, fmt, size)
             fns = {"edgerun": lambda f=frame, fm=fmt, o=out: letterbox(f, size, pixel_format=fm, out=o),
-                   "opencv": opencv_chain(frame, fmt, size)}
+                   "opencv": chain}
             if args.parallel and fmt == "bgr":
                 fns["edgerun_parallel"] = parallel_twin(frame, size, np.empty_like(out))
             res = interleaved(fns, args.samples)
             e, c = res["edgerun"], res["opencv"]
             line = (f"{name:24s} {fmt:5s} {e['median']:8.3f} {e['p90']:7.3f} {c['median']:8.3f} {c['p90']:7.3f} "
                     f"{c['median'] / e['median']:5.2f}x")
+            if pinned:  # a pass of its own: the trim would also take the warm chain's pages
+                fr = interleaved({"edgerun": fns["edgerun"], "opencv": heap.fresh(chain)}, args.samples)
+                res["fresh_pages"] = fr
+                f = fr["opencv"]
+                line += f" {f['median']:11.3f} {f['p90']:7.3f} {f['median'] / e['median']:5.2f}x"
             if "edgerun_parallel" in res:
                 p = res["edgerun_parallel"]["median"]
                 line += f"   parallel {p:.3f} ms (serial/parallel {e['median'] / p:.2f}x)"
