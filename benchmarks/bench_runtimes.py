@@ -27,7 +27,10 @@ see benchmarks/README.md, never in edgerun's runtime dependencies):
 
 Timing: every row runs in blocks (``--warmup`` untimed calls, ``--iterations`` timed calls, a pause), the
 block sequence repeated ``--rounds`` times in alternating order (``bench_peers.run_blocks``); a row's
-figure is its best block median, its ratio is ``ORT fp32``'s figure over it (> 1 = faster).
+figure is its best block median, its ratio is ``ORT fp32``'s figure over it (> 1 = faster). The
+``detect() / bare`` target is judged on pairs (``--paired`` N): each file's Detector alternates ``detect``
+and a bare run of its own session call by call, and the ratio is the median of the N per-pair ratios (blocks
+minutes apart on a shared VM differed by up to 30% for the same row); the stage medians go beside it.
 Accuracy beside every row: box F1 vs ``edgerun detect fp32`` on the photos (IoU >= 0.9, same class,
 the export gate's rule: ``export.verify.add_agreement``), and coco128 mAP50-95 (``export.val.coco_map_fns``,
 score 0.001, NMS IoU 0.7) of every inference path that changed precision or runtime; a raw tensor row is
@@ -304,6 +307,35 @@ def _detectors(paths: dict[str, str], threads: int, **kw: Any) -> dict[str, Any]
 
 
 # -- accuracy -----------------------------------------------------------------------------------------
+def paired(paths: dict[str, str], photos: dict[str, np.ndarray], threads: int, calls: int) -> dict[str, dict]:
+    """``detect()`` against a bare run of the same Detector's session, call by call (alternating which goes
+    first), so that the VM's slow phases hit both: {image: {variant: medians of detect, bare and detect's
+    stages (ms), and the median of the per-pair ratios}}."""
+    from edgerun.runtime import Detector
+
+    out: dict[str, dict] = {}
+    for p, path in paths.items():
+        det = Detector.from_path(path, threads=threads)
+        for name, img in photos.items():
+            tensor = det.preprocess(img)[0].copy()
+            for _ in range(3):
+                det.detect(img), det.infer(tensor)
+            d, b, st = [], [], {"preprocess": [], "inference": [], "postprocess": []}
+            for i in range(calls):
+                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    t = time.perf_counter()
+                    r = det.detect(img) if which == 0 else det.infer(tensor)
+                    (d if which == 0 else b).append((time.perf_counter() - t) * 1e3)
+                    if which == 0:
+                        for k in st:
+                            st[k].append(r.timings[k])
+            out.setdefault(name, {})[p] = {
+                "detect_ms": float(np.median(d)), "bare_ms": float(np.median(b)),
+                "pair_ratio": float(np.median(np.array(d) / np.array(b))),
+                **{f"{k}_ms": float(np.median(v)) for k, v in st.items()}}
+    return out
+
+
 def photo_f1(rows: dict, photos: dict[str, np.ndarray], paths: dict[str, str], threads: int) -> dict[str, dict]:
     """Box agreement of every row with ``edgerun detect fp32`` on the photos (the export gate's rule)."""
     from edgerun.export.verify import Agreement, add_agreement
@@ -364,6 +396,17 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def paired_table(pr: dict[str, dict]) -> list[str]:
+    """detect() vs bare, call by call: medians (ms) and the median per-pair ratio."""
+    lines = ["", "| file | image | bare run | detect() | preprocess | inference | postprocess | detect / bare (paired) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for img, per in pr.items():
+        for p, v in per.items():
+            lines.append(f"| {p} | {img} | {v['bare_ms']:.2f} | {v['detect_ms']:.2f} | {v['preprocess_ms']:.2f} | "
+                         f"{v['inference_ms']:.2f} | {v['postprocess_ms']:.2f} | {v['pair_ratio']:.3f} |")
+    return lines
+
+
 def target_lines(report: dict[str, Any]) -> list[str]:
     out = []
 
@@ -383,9 +426,12 @@ def target_lines(report: dict[str, Any]) -> list[str]:
              TARGETS["int8 detect vs OpenVINO default + same pre/post"], True)
         line(f"{img}: Ultralytics fp32 / edgerun int8 detect", ul / i8 if ul and i8 else None,
              TARGETS["int8 detect vs Ultralytics fp32"], True)
+        pr = (report.get("paired") or {}).get(img, {})
         for p in PRECISIONS:
             d, b = ms.get(f"edgerun detect {p}"), ms.get(f"ORT {p}")
-            if d and b:
+            if p in pr:  # the call-by-call pairs: the same session, the VM's slow phases on both sides
+                line(f"{img}: detect {p} / bare ORT {p} (paired)", pr[p]["pair_ratio"], TARGETS["detect / bare"], False)
+            elif d and b:
                 line(f"{img}: detect {p} / bare ORT {p}", d / b, TARGETS["detect / bare"], False)
     m = report.get("map") or {}
     if "ORT int8" in m and "ORT fp32" in m:
@@ -421,6 +467,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pause", type=float, default=0.2)
     ap.add_argument("--only", nargs="+", help="rows whose name contains one of these words")
     ap.add_argument("--no-ultralytics", action="store_true")
+    ap.add_argument("--paired", type=int, default=60, help="detect() vs bare pairs per file and photo (0: none)")
     ap.add_argument("--json", help="write the full report here")
     from bench_peers import parse_timing_args
 
@@ -471,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
             v["speedup"] = round(base / v["best_median_ms"], 4) if base else float("nan")
             v.pop("ratio_to_best_bare", None)
         report["timing"][name] = res
+    if a.paired:
+        report["paired"] = paired({p: paths[p] for p in paths if f"edgerun detect {p}" in rows}, photos,
+                                  a.threads, a.paired)
     report["load_avg_after_timing"] = loadavg()
     report["f1"] = photo_f1(rows, photos, paths, a.threads)
     report["machine"] = machine_record([a.threads])
@@ -494,6 +544,8 @@ def show(report: dict[str, Any], a: argparse.Namespace) -> None:
           f"end {report.get('load_avg_end', '(mAP pass running)')}; threads {a.threads}; {a.rounds} rounds x "
           f"{a.iterations} runs")
     print("\n".join(table(report)))
+    if report.get("paired"):
+        print("\n".join(paired_table(report["paired"])))
     print("\n".join(target_lines(report)), flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1, default=str))

@@ -29,7 +29,7 @@ def test_every_row_runs_or_names_why_not(tmp_path, capsys):
     rc = _script().main(["--model", str(DEMO), "--images", *map(str, sorted(photos.iterdir())),
                          "--calib", str(calib), "--workdir", str(tmp_path / "work"), "--no-map",
                          "--no-ultralytics", "--rounds", "1", "--iterations", "2", "--warmup", "0",
-                         "--pause", "0", "--json", str(out)])
+                         "--pause", "0", "--paired", "2", "--json", str(out)])
     assert rc == 0
     rep = json.loads(out.read_text())
     rows, skipped = rep["rows"], rep["skipped"]
@@ -50,8 +50,15 @@ def test_every_row_runs_or_names_why_not(tmp_path, capsys):
     assert rep["f1"]["edgerun detect fp32"]["f1"] == 1.0 and rep["f1"]["edgerun detect fp32"]["ref_boxes"] > 0
     assert rep["f1"]["ORT fp32"]["f1"] == 1.0  # the same file through the same pre/post-processing
     assert all(0.0 <= v["f1"] <= 1.0 for v in rep["f1"].values())
+    for img in rep["images"]:  # detect() vs bare of the same session, paired, for every detect row
+        pr = rep["paired"][img]
+        assert set(pr) == {r.removeprefix("edgerun detect ") for r in rows if r.startswith("edgerun detect ")}
+        for v in pr.values():
+            assert v["pair_ratio"] > 0 and v["bare_ms"] > 0
+            assert v["detect_ms"] >= v["inference_ms"] > 0 and v["preprocess_ms"] > 0
     text = capsys.readouterr().out
-    assert "load average start" in text
+    assert "load average start" in text and "detect / bare (paired)" in text
+    assert "detect fp32 / bare ORT fp32 (paired)" in text
     if "ORT int8" in rows:  # the oldest stack's onnx refuses the int8 export: a named skip above
         assert "| ORT int8 |" in text and "detect int8 / bare ORT int8" in text
 
