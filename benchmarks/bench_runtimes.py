@@ -104,7 +104,7 @@ def prepare_models(model: str, precisions: list[str], workdir: Path, calib: str 
         p, head = VARIANTS[v]
         out = workdir / f"{Path(model).stem}_{p}_{head}.onnx"
         if out.exists() and out.stat().st_mtime >= Path(model).stat().st_mtime:
-            paths[p] = str(out)
+            paths[v] = str(out)
             continue
         if p == "int8" and not calib:
             skipped[v] = "no --calib folder (and no --int8 FILE)"

@@ -63,6 +63,21 @@ def test_every_row_runs_or_names_why_not(tmp_path, capsys):
         assert "| ORT int8 |" in text and "detect int8 / bare ORT int8" in text
 
 
+def test_built_files_are_reused_under_their_own_variant(tmp_path):
+    """A second run finds the files of the first in --workdir, each for its own variant (a cached "fp32 raw"
+    once replaced "fp32" itself, and "int8 graph" replaced "int8")."""
+    photos = write_scenes(tmp_path / "photos", 2, seed=7)
+    calib = write_scenes(tmp_path / "calib", 8, seed=40)
+    bench = _script()
+    args = (str(DEMO), list(bench.PRECISIONS), tmp_path / "work", str(calib),
+            [str(p) for p in sorted(photos.iterdir())], {}, 2)
+    first, skipped = bench.prepare_models(*args)
+    again, skipped_again = bench.prepare_models(*args)
+    assert again == first and first["fp32"] == str(DEMO), (first, again)
+    assert len(set(first.values())) == len(first)  # one file per variant
+    assert set(first) | set(skipped) == set(bench.PRECISIONS) and skipped_again == skipped
+
+
 def test_absent_model_measures_nothing_and_says_so(tmp_path, capsys):
     assert _script().main(["--model", str(tmp_path / "none.onnx"), "--no-map"]) == 0
     assert "absent, nothing measured" in capsys.readouterr().err
