@@ -306,36 +306,31 @@ def _detectors(paths: dict[str, str], threads: int, **kw: Any) -> dict[str, Any]
     return {v: Detector.from_path(p, threads=threads, **kw) for v, p in paths.items()}
 
 
-# -- accuracy -----------------------------------------------------------------------------------------
 def paired(paths: dict[str, str], photos: dict[str, np.ndarray], threads: int, calls: int) -> dict[str, dict]:
-    """``detect()`` against a bare run of the same Detector's session, call by call (alternating which goes
-    first), so that the VM's slow phases hit both: {image: {variant: medians of detect, bare and detect's
-    stages (ms), and the median of the per-pair ratios}}."""
+    """``detect()`` against a bare run of the same Detector's session, call by call (``interleaved``: the
+    order alternates), so that the VM's slow phases hit both: {image: {variant: medians of detect, bare and
+    detect's stages (ms), and the median of the per-pair ratios}}."""
     from edgerun.runtime import Detector
+    from edgerun.runtime.bench import interleaved
+    from edgerun.runtime.tasks.base import STAGES
 
     out: dict[str, dict] = {}
     for p, path in paths.items():
         det = Detector.from_path(path, threads=threads)
         for name, img in photos.items():
             tensor = det.preprocess(img)[0].copy()
-            for _ in range(3):
-                det.detect(img), det.infer(tensor)
-            d, b, st = [], [], {"preprocess": [], "inference": [], "postprocess": []}
-            for i in range(calls):
-                for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-                    t = time.perf_counter()
-                    r = det.detect(img) if which == 0 else det.infer(tensor)
-                    (d if which == 0 else b).append((time.perf_counter() - t) * 1e3)
-                    if which == 0:
-                        for k in st:
-                            st[k].append(r.timings[k])
+            timings: list[dict[str, float]] = []
+            res = interleaved({"detect": lambda: timings.append(det.detect(img).timings),
+                               "bare": lambda: det.infer(tensor)}, calls, warmup=3, keep_samples=True)
+            d, b = np.array(res["detect"]["samples_ms"]), np.array(res["bare"]["samples_ms"])
             out.setdefault(name, {})[p] = {
-                "detect_ms": float(np.median(d)), "bare_ms": float(np.median(b)),
-                "pair_ratio": float(np.median(np.array(d) / np.array(b))),
-                **{f"{k}_ms": float(np.median(v)) for k, v in st.items()}}
+                "detect_ms": res["detect"]["median"], "bare_ms": res["bare"]["median"],
+                "pair_ratio": float(np.median(d / b)),
+                **{f"{k}_ms": float(np.median([t[k] for t in timings[-calls:]])) for k in STAGES}}
     return out
 
 
+# -- accuracy -----------------------------------------------------------------------------------------
 def photo_f1(rows: dict, photos: dict[str, np.ndarray], paths: dict[str, str], threads: int) -> dict[str, dict]:
     """Box agreement of every row with ``edgerun detect fp32`` on the photos (the export gate's rule)."""
     from edgerun.export.verify import Agreement, add_agreement

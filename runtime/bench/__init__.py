@@ -291,8 +291,10 @@ def _thread_settings(ort_threads: Sequence[int]) -> dict[str, Any]:
             "numba_threading_layer": layer, "env": env}
 
 
-def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int = 5) -> dict:
-    """Time each callable ``samples`` times, alternating call order per round; warm-up kept apart."""
+def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int = 5,
+                keep_samples: bool = False) -> dict:
+    """Time each callable ``samples`` times, alternating call order per round; warm-up kept apart.
+    ``keep_samples``: also return each callable's ms in call order (``samples_ms``: index i is round i)."""
     warm = {name: [] for name in fns}
     for _ in range(warmup):
         for name, fn in fns.items():
@@ -306,4 +308,5 @@ def interleaved(fns: dict[str, Callable[[], object]], samples: int, warmup: int 
             t = time.perf_counter()
             fns[name]()
             out[name].append((time.perf_counter() - t) * 1e3)
-    return {name: {"warmup_ms": [round(w, 3) for w in warm[name]], **summarize(out[name])} for name in fns}
+    return {name: {"warmup_ms": [round(w, 3) for w in warm[name]], **summarize(out[name]),
+                   **({"samples_ms": out[name]} if keep_samples else {})} for name in fns}

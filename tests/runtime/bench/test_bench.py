@@ -246,3 +246,16 @@ def test_benchmark_plot_writes_breakdown_and_histogram(model, bus, tmp_path):
     assert main(["benchmark", model, bus, "--iterations", "4", "--warmup", "1", "--plot", str(out)]) == 0
     img = cv2.imread(str(out))
     assert img is not None and img.shape[1] > 1.5 * img.shape[0]  # two panels side by side
+
+
+def test_interleaved_alternates_and_keeps_samples_in_round_order():
+    from edgerun.runtime.bench import interleaved
+
+    calls = []
+    res = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 4, warmup=1,
+                      keep_samples=True)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then alternating rounds
+    for r in res.values():
+        assert r["count"] == 4 and len(r["samples_ms"]) == 4 and len(r["warmup_ms"]) == 1
+        assert sorted(r["samples_ms"])[0] == r["min"] and all(ms >= 0 for ms in r["samples_ms"])
+    assert "samples_ms" not in interleaved({"a": lambda: None}, 2, warmup=0)["a"]
